@@ -1,0 +1,1 @@
+"""Unshared baseline models."""

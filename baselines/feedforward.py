@@ -1,0 +1,18 @@
+"""The feed-forward baseline: the shared network's code with an unshared block at every depth."""
+
+from __future__ import annotations
+
+from benchmark.model import RecurrentConvNet
+from tasks.base import TaskSpec
+
+
+class FeedForwardNet(RecurrentConvNet):
+    """``depth`` residual blocks, each with its own weights (recall included).
+
+    It is ``RecurrentConvNet`` with ``templates=None`` and depth > 1: the same layers in the same
+    order, so the comparison with the shared and recurrent models isolates weight sharing. It
+    has no weights for iterations past ``depth``; the evaluator scores it up to its depth.
+    """
+
+    def __init__(self, spec: TaskSpec, name: str = "feedforward", width: int = 32, depth: int = 20, recall: bool = True):
+        super().__init__(spec, name=name, width=width, depth=depth, templates=None, recall=recall)

@@ -1,0 +1,1 @@
+"""The engine of the algorithmic-reasoning benchmark: template banks, models, training, evaluation."""

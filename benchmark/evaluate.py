@@ -1,0 +1,70 @@
+"""Extrapolation: exact-match accuracy per test size and per test-time iteration count."""
+
+from __future__ import annotations
+
+import torch
+
+from tasks.base import Task
+
+
+@torch.no_grad()
+def accuracy_per_iteration(
+    model: torch.nn.Module, task: Task, data: torch.utils.data.TensorDataset, iters: int, batch_size: int, device: torch.device
+) -> list[float]:
+    """Accuracy after each of iterations 1..iters (task.score: every valid position must match).
+
+    One unrolled pass per batch scores every iteration on the way (``model.iter_logits``), so the
+    cost is that of the deepest run alone and memory does not grow with ``iters``.
+    """
+    model.eval()
+    correct = torch.zeros(iters, dtype=torch.long)
+    inputs_all, targets_all = data.tensors
+    for lo in range(0, len(inputs_all), batch_size):
+        inputs = inputs_all[lo : lo + batch_size].to(device)
+        targets = targets_all[lo : lo + batch_size].to(device)
+        for t, logits in enumerate(model.iter_logits(inputs, iters)):
+            correct[t] += int(task.score(inputs, targets, logits.argmax(1)).sum())
+    return (correct.double() / max(1, len(inputs_all))).tolist()
+
+
+def summarise(accuracy: list[float], train_iters: int) -> dict:
+    """Accuracy at the training depth, the best iteration (the first one reaching the best
+    accuracy) and its accuracy, and the accuracy at the last iteration."""
+    best = max(range(len(accuracy)), key=lambda t: (accuracy[t], -t))
+    at_train = accuracy[min(train_iters, len(accuracy)) - 1]
+    return dict(train_depth=min(train_iters, len(accuracy)), at_train_depth=at_train, best_iter=best + 1,
+                best=accuracy[best], final_iter=len(accuracy), final=accuracy[-1])
+
+
+def evaluate(
+    model: torch.nn.Module,
+    task: Task,
+    test_sets: dict[int, torch.utils.data.TensorDataset],
+    max_iters: int,
+    train_iters: int,
+    batch_size: int,
+    device: torch.device,
+) -> dict:
+    """Score ``model`` on every test set; models with a fixed depth are scored up to that depth.
+
+    Returns ``{"iterations": T, "accuracy": {size: [acc@1..acc@T]}, "summary": {size: {...}}}``
+    with sizes as strings (the JSON keys of ``eval.json``).
+    """
+    limit = getattr(model, "max_iters", None)
+    iters = max_iters if limit is None else min(max_iters, limit)
+    accuracy = {str(size): accuracy_per_iteration(model, task, data, iters, batch_size, device) for size, data in test_sets.items()}
+    summary = {size: summarise(acc, train_iters) for size, acc in accuracy.items()}
+    return dict(iterations=iters, train_iters=train_iters, accuracy=accuracy, summary=summary)
+
+
+def format_table(results: dict, title: str = "") -> str:
+    """A compact text table of ``evaluate``'s summary, one row per test size."""
+    header = f"{'size':>6} {'@train depth':>14} {'best iter':>10} {'best acc':>9} {'final acc':>10}"
+    lines = [title] if title else []
+    lines += [header, "-" * len(header)]
+    for size, s in results["summary"].items():
+        lines.append(
+            f"{size:>6} {s['at_train_depth']:>8.2%} @{s['train_depth']:<4} {s['best_iter']:>10} {s['best']:>9.2%} "
+            f"{s['final']:>7.2%} @{s['final_iter']}"
+        )
+    return "\n".join(lines)

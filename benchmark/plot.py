@@ -1,0 +1,89 @@
+"""Plots and tables that read only what runs wrote to disk (eval.json, metrics.jsonl, ...).
+
+    python -m benchmark.plot results/maze/train9_test15/shared/<run-id>    # redraw one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def extrapolation_frame(eval_json: dict) -> pd.DataFrame:
+    """Long table (size, iteration, accuracy) from one run's eval.json."""
+    rows = [
+        dict(size=int(size), iteration=t + 1, accuracy=acc)
+        for size, accs in eval_json["accuracy"].items()
+        for t, acc in enumerate(accs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def plot_extrapolation(eval_json: dict, path: Path, title: str | None = None) -> Path:
+    """Accuracy against test-time iterations, one line per test size; the training depth dashed."""
+    frame = extrapolation_frame(eval_json)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=frame, x="iteration", y="accuracy", hue="size", palette="viridis", ax=ax)
+    ax.axvline(eval_json["train_iters"], color="grey", linestyle="--", linewidth=1, label="training depth")
+    ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy",
+           title=title or f"{eval_json.get('task', '')} / {eval_json.get('model', '')}")
+    ax.legend(title="test size", loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_training(metrics: list[dict], path: Path) -> Path:
+    """Training loss and accuracy against optimisation steps."""
+    frame = pd.DataFrame(metrics)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    sns.lineplot(data=frame, x="step", y="loss", ax=axes[0])
+    axes[0].set_yscale("log")
+    sns.lineplot(data=frame, x="step", y="train_acc", ax=axes[1])
+    axes[1].set(ylim=(-0.02, 1.02), ylabel="training accuracy (exact match)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Draw every plot a run directory has the data for; returns the files written."""
+    run_dir = Path(run_dir)
+    written = []
+    eval_path = run_dir / "eval.json"
+    if eval_path.exists():
+        written.append(plot_extrapolation(json.loads(eval_path.read_text()), run_dir / "extrapolation.png"))
+    metrics = read_metrics(run_dir)
+    if metrics:
+        written.append(plot_training(metrics, run_dir / "training.png"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Redraw the plots of run directories.")
+    parser.add_argument("run_dirs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:
+        if not (run_dir / "eval.json").exists() and not (run_dir / "metrics.jsonl").exists():
+            parser.error(f"{run_dir} is not a run directory (it has neither eval.json nor metrics.jsonl).")
+        for path in plot_run(run_dir):
+            print(path)
+
+
+if __name__ == "__main__":
+    main()

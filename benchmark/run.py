@@ -1,0 +1,152 @@
+"""One run: compose -> task -> data -> model -> training -> evaluation -> reports on disk.
+
+``run(cfg)`` is importable and returns its metrics, so tests call it without a subprocess;
+``python -m benchmark`` is a thin Hydra wrapper around it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark import evaluate as evaluation
+from benchmark.checkpoint import save_checkpoint
+from benchmark.config import ConfigError, check_config, size_name
+from benchmark.train import fit
+from tasks.base import Task, TaskError
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else the CPU; otherwise any name torch accepts."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=auto or device=cpu.")
+    return device
+
+
+def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with the user's mistakes (bad options) turned into one sentence."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (TaskError, ConfigError, ValueError)):
+            raise ConfigError(str(cause)) from err
+        if isinstance(cause, TypeError):
+            raise ConfigError(f"{what} option not accepted by {node.get('_target_')}: {cause}.") from err
+        raise
+
+
+def build_task(cfg: DictConfig) -> Task:
+    task = _instantiate(cfg.task, "task")
+    if not isinstance(task, Task):
+        raise ConfigError(f"task._target_ must build a tasks.base.Task, got {type(task).__name__}.")
+    return task
+
+
+def build_model(cfg: DictConfig, task: Task) -> torch.nn.Module:
+    return _instantiate(cfg.model, "model", spec=task.spec)
+
+
+def new_run_dir(cfg: DictConfig, task_name: str) -> Path:
+    """``<results_dir>/<task>/<size>/<model>/<run_id>``, made unique if it already exists."""
+    parent = Path(cfg.results_dir) / task_name / size_name(cfg.size) / cfg.model.name
+    parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", *(f"-{i}" for i in range(1, 1000))):
+        try:
+            path = parent / f"{cfg.run_id}{suffix}"
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"could not find a free run directory under {parent}.")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and evaluate one model as ``cfg`` says; write the run directory; return eval results.
+
+    Everything a user can get wrong is checked before anything is generated or written.
+    """
+    check_config(cfg.size, cfg.train, cfg.eval)
+    task = build_task(cfg)
+    for size in (cfg.size.train, *cfg.size.test):
+        try:
+            task.check_size(size)
+        except TaskError as err:
+            raise ConfigError(str(err)) from err
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, task)
+    model.check_iters(cfg.train.max_iters)
+
+    run_dir = new_run_dir(cfg, task.name)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    log.info("run directory: %s", run_dir)
+    cache = cfg.cache_dir if cfg.cache_dir else None
+    # Disjoint data seeds for training and testing: 2*seed and 2*seed+1 (each sample is then
+    # drawn from SeedSequence([data_seed, index]); no two splits share a sample stream).
+    t0 = time.perf_counter()
+    train_data = task.dataset(cfg.size.train, cfg.size.n_train, seed=2 * cfg.seed, cache_dir=cache)
+    test_sizes = sorted({cfg.size.train, *cfg.size.test})
+    test_sets = {s: task.dataset(s, cfg.size.n_test, seed=2 * cfg.seed + 1, cache_dir=cache) for s in test_sizes}
+    generation_s = time.perf_counter() - t0
+
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{task.name} / {model.name}: {n_params:,} parameters, training on size {cfg.size.train} "
+          f"({len(train_data)} samples), device {device}", flush=True)
+    t0 = time.perf_counter()
+    records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl",
+                  seed=cfg.seed, progress=cfg.progress)
+    train_s = time.perf_counter() - t0
+    save_checkpoint(model, cfg, run_dir / "model.pt")
+
+    t0 = time.perf_counter()
+    results = evaluation.evaluate(model, task, test_sets, cfg.eval.max_iters, cfg.train.max_iters, cfg.eval.batch_size, device)
+    eval_s = time.perf_counter() - t0
+    results.update(
+        task=task.name, model=model.name, parameters=n_params, seed=cfg.seed, train_size=cfg.size.train,
+        final_train_acc=records[-1]["train_acc"] if records else None,
+        seconds=dict(generation=round(generation_s, 2), train=round(train_s, 2), eval=round(eval_s, 2)),
+    )
+    (run_dir / "eval.json").write_text(json.dumps(results, indent=1))
+    print(evaluation.format_table(results, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.max_iters} iterations)"))
+
+    from benchmark import plot  # imported late: matplotlib is slow to import and only needed here
+
+    plot.plot_run(run_dir)
+    print(f"results in {run_dir}", flush=True)
+    results["run_dir"] = str(run_dir)
+    return results
+
+
+def main(cfg: DictConfig) -> dict | None:
+    """Hydra entry: user errors end with one sentence on stderr and exit status 2."""
+    try:
+        return run(cfg)
+    except (ConfigError, TaskError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Hydra configs of the benchmark, shipped as a package so an installed copy finds them."""

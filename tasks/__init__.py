@@ -1,0 +1,1 @@
+"""Procedurally generated algorithmic-reasoning tasks (see tasks/base.py for the interface)."""
