@@ -10,8 +10,6 @@ ordinary unshared network); with k = 1 every layer is the same weight up to a sc
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -44,10 +42,6 @@ class TemplateBank(nn.Module):
         if learn_coefficients:
             self.coefficients = nn.Parameter(torch.empty(num_layers, num_templates))  # (L, k)
             nn.init.orthogonal_(self.coefficients)
-            # Orthogonal rows of an (L, k) matrix with L > k have norm sqrt(k / L) on average;
-            # rescale to unit rows so a mixed weight starts with the Kaiming variance of a template.
-            with torch.no_grad():
-                self.coefficients.mul_(math.sqrt(max(num_layers / num_templates, 1.0)))
         else:
             if num_templates != num_layers:
                 raise ValueError(f"fixed identity coefficients need as many templates as layers, got {num_templates} for {num_layers}.")

@@ -64,7 +64,7 @@ class RecurrentConvNet(nn.Module):
         super().__init__()
         if spec.dims not in (1, 2):
             raise ValueError(f"the network supports 1-D and 2-D tasks, got dims={spec.dims}.")
-        for key, value, least in (("width", width, 2), ("depth", depth, 1), ("templates", templates or 1, 1)):
+        for key, value, least in (("width", width, 2), ("depth", depth, 1), ("templates", 1 if templates is None else templates, 1)):
             if not isinstance(value, int) or value < least:
                 raise ValueError(f"model.{key} must be an integer >= {least}, got {value!r}.")
         self.spec, self.name, self.width, self.depth = spec, name, width, depth

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -56,6 +57,52 @@ def plot_training(metrics: list[dict], path: Path) -> Path:
     return path
 
 
+def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | None = None) -> Path:
+    """One heatmap per bank of its layer similarity matrix (values written in when it is small).
+
+    ``lsm``: ``{bank: (L, L) array}``. ``group_size`` (one int, or one per bank) draws a line
+    every that many layers, e.g. 4 for the block positions of a ``RecurrentConvNet`` bank.
+    """
+    names = list(lsm)
+    if not names:
+        raise ValueError("plot_lsm needs at least one bank's LSM, got none.")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        matrix = np.asarray(lsm[name], dtype=float)  # (L, L)
+        small = len(matrix) <= 12  # beyond that the numbers no longer fit in their cells
+        sns.heatmap(matrix, vmin=0, vmax=1, cmap="viridis", square=True, annot=small, fmt=".2f",
+                    annot_kws={"size": 8}, cbar_kws={"shrink": 0.8, "label": "|cos|"}, ax=ax,
+                    xticklabels="auto", yticklabels="auto")
+        step = group_size.get(name) if isinstance(group_size, dict) else group_size
+        if step and step < len(matrix):
+            for edge in range(step, len(matrix), step):
+                ax.axhline(edge, color="white", linewidth=0.6)
+                ax.axvline(edge, color="white", linewidth=0.6)
+        ax.set(title=f"LSM of {name}", xlabel="layer", ylabel="layer")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_extrapolation_folded(eval_json: dict, fold_json: dict, path: Path) -> Path:
+    """Accuracy per iteration of the original (solid) and the folded model (dashed), per size."""
+    frame = pd.concat([extrapolation_frame(eval_json).assign(model="original"),
+                       extrapolation_frame(fold_json).assign(model="folded")], ignore_index=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=frame, x="iteration", y="accuracy", hue="size", style="model", style_order=["original", "folded"],
+                 palette="viridis", ax=ax)
+    ax.axvline(eval_json["train_iters"], color="grey", linestyle="--", linewidth=1)
+    report = fold_json.get("report", {})
+    ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy",
+           title=f"{eval_json.get('task', '')} / {eval_json.get('model', '')}: folded into {report.get('num_loops', '?')} loop(s)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -71,6 +118,16 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     metrics = read_metrics(run_dir)
     if metrics:
         written.append(plot_training(metrics, run_dir / "training.png"))
+    lsm_path = run_dir / "lsm.json"
+    if lsm_path.exists():
+        banks = json.loads(lsm_path.read_text())  # {bank: {"lsm", "coefficients", ...}} (benchmark.sharing)
+        if banks:
+            written.append(plot_lsm({name: bank["lsm"] for name, bank in banks.items()}, run_dir / "lsm.png",
+                                    group_size={name: bank.get("layers_per_position") for name, bank in banks.items()}))
+    fold_path = run_dir / "fold.json"
+    if fold_path.exists() and eval_path.exists():
+        written.append(plot_extrapolation_folded(json.loads(eval_path.read_text()), json.loads(fold_path.read_text()),
+                                                 run_dir / "extrapolation_folded.png"))
     return written
 
 

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from baselines.feedforward import FeedForwardNet
+from benchmark.model import RecurrentConvNet
+from tasks.base import TaskSpec
+
+SPECS = {1: TaskSpec(dims=1, in_channels=1, num_classes=2), 2: TaskSpec(dims=2, in_channels=3, num_classes=2)}
+
+
+def _input(dims: int, n: int = 2, side: int = 7) -> torch.Tensor:
+    return torch.randn(n, SPECS[dims].in_channels, *(side,) * dims)
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("templates,depth", [(2, 1), (None, 1), (2, 3)])
+def test_one_class_serves_1d_and_2d(dims, templates, depth):
+    model = RecurrentConvNet(SPECS[dims], width=8, depth=depth, templates=templates)
+    x = _input(dims)
+    assert model(x, 4).shape == (2, 2, *x.shape[2:])
+    # Bigger inputs than any seen before run unchanged (fully convolutional).
+    assert model(_input(dims, side=13), 4).shape[2:] == (13,) * dims
+
+
+def test_parameter_count_does_not_depend_on_iterations():
+    model = RecurrentConvNet(SPECS[2], width=8, templates=2)
+    before = {k: v.shape for k, v in model.state_dict().items()}
+    x = _input(2)
+    outputs = [model(x, iters) for iters in (1, 5, 40)]
+    assert {k: v.shape for k, v in model.state_dict().items()} == before
+    assert not torch.allclose(outputs[0], outputs[2])  # the extra iterations did compute something
+
+
+def test_unrolled_pass_scores_every_iteration_like_separate_runs():
+    torch.manual_seed(0)
+    model = RecurrentConvNet(SPECS[2], width=8, depth=2, templates=2).eval()
+    x = _input(2)
+    with torch.no_grad():
+        unrolled = list(model.iter_logits(x, 6))
+        for t, logits in enumerate(unrolled, start=1):
+            torch.testing.assert_close(logits, model(x, t))
+            assert logits.grad_fn is None  # nothing kept for backward: memory does not grow with T
+
+
+def test_extra_iterations_reuse_the_last_position():
+    torch.manual_seed(0)
+    model = RecurrentConvNet(SPECS[1], width=4, depth=2, templates=2)
+    x = _input(1)
+    weights = model.bank.weights()
+    h = model.initial_state(x)
+    h1 = model._iterate(x, h, 1, weights)
+    torch.testing.assert_close(model._iterate(x, h, 7, weights), h1)
+
+
+def test_recurrent_model_is_the_degenerate_setting_of_the_same_code():
+    model = RecurrentConvNet(SPECS[2], name="recurrent", width=8, depth=1, templates=None)
+    assert model.max_iters is None and not model.bank.learns_coefficients
+    assert model.bank.num_templates == 4  # one weight per conv of the block, no mixing
+
+
+def test_feedforward_cannot_extrapolate():
+    model = FeedForwardNet(SPECS[2], width=8, depth=5)
+    assert model.max_iters == 5
+    model(_input(2), 5)
+    with pytest.raises(ValueError, match="cannot run 6 iterations"):
+        model(_input(2), 6)
+    shared = RecurrentConvNet(SPECS[2], width=8, depth=5, templates=2)
+    assert shared.max_iters is None
+    # Same layers: the shared model differs only in its bank (5*4 weights from 2 templates).
+    n_ff, n_shared = (sum(p.numel() for p in m.parameters()) for m in (model, shared))
+    assert n_ff - n_shared == (20 - 2) * 8 * 8 * 9 - 20 * 2
+
+
+@pytest.mark.parametrize("bad", [{"width": 0}, {"depth": 0}, {"templates": 0}, {"width": 2.5}])
+def test_bad_model_options_are_rejected(bad):
+    with pytest.raises(ValueError, match="must be an integer"):
+        RecurrentConvNet(SPECS[2], **bad)
