@@ -39,7 +39,82 @@ from tasks.base import TaskSpec
 CONVS_PER_BLOCK = 4  # two residual basic blocks of two convs each, as in Deep Thinking networks
 
 
-class RecurrentConvNet(nn.Module):
+class IteratedBlockNet(nn.Module):
+    """The machinery every network here shares: projection, a block iterated over positions, head.
+
+    Subclasses set ``projection``, ``head`` and ``depth`` (block positions) and supply
+    ``position_weights`` (each position's block and recall weights) and ``max_iters``. Iteration
+    t runs position min(t, depth - 1).
+    """
+
+    def __init__(self, spec: TaskSpec, name: str):
+        super().__init__()
+        if spec.dims not in (1, 2):
+            raise ValueError(f"the network supports 1-D and 2-D tasks, got dims={spec.dims}.")
+        self.spec, self.name = spec, name
+        self._conv = F.conv1d if spec.dims == 1 else F.conv2d
+
+    depth: int
+    projection: nn.Module
+    head: nn.Module
+
+    @property
+    def max_iters(self) -> int | None:
+        """The most iterations this model has weights for (``None``: any number)."""
+        raise NotImplementedError
+
+    def position_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Block weights ``(depth, 4, w, w, *kernel)`` and recall weights ``(depth, w, w + C, *kernel)`` or None."""
+        raise NotImplementedError
+
+    def check_iters(self, iters: int) -> None:
+        if iters < 1:
+            raise ValueError(f"the number of iterations must be at least 1, got {iters}.")
+        if self.max_iters is not None and iters > self.max_iters:
+            raise ValueError(f"model '{self.name}' has weights for at most {self.max_iters} iterations and cannot run {iters} iterations.")
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.projection(x))  # (N, w, *S)
+
+    def run(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+        """The features after iterations ``start .. start + iters - 1``, from ``state`` if given."""
+        h = self.initial_state(x) if state is None else state
+        block, recall = self.position_weights()  # mixed once for all iterations
+        for t in range(start, start + iters):
+            h = self._iterate(x, h, t, block, recall)
+        return h
+
+    def forward(self, x: torch.Tensor, iters: int) -> torch.Tensor:
+        """Logits ``(N, classes, *S)`` after ``iters`` iterations."""
+        self.check_iters(iters)
+        return self.head(self.run(x, iters))
+
+    def iter_logits(self, x: torch.Tensor, iters: int) -> Iterator[torch.Tensor]:
+        """Logits after each of iterations 1..iters, from one unrolled pass.
+
+        Only the current state is kept, so under ``torch.no_grad()`` memory does not grow with
+        ``iters``.
+        """
+        self.check_iters(iters)
+        h = self.initial_state(x)
+        block, recall = self.position_weights()
+        for t in range(iters):
+            h = self._iterate(x, h, t, block, recall)
+            yield self.head(h)
+
+    def _iterate(self, x: torch.Tensor, h: torch.Tensor, t: int, block: torch.Tensor, recall: torch.Tensor | None) -> torch.Tensor:
+        """One iteration at position min(t, depth - 1): recall conv + ReLU, two residual blocks."""
+        p = min(t, self.depth - 1)
+        if recall is not None:
+            h = F.relu(self._conv(torch.cat([h, x], dim=1), recall[p], padding=1))
+        weights = block[p]  # (4, w, w, *kernel)
+        for b in range(0, CONVS_PER_BLOCK, 2):
+            out = F.relu(self._conv(h, weights[b], padding=1))
+            h = F.relu(h + self._conv(out, weights[b + 1], padding=1))
+        return h
+
+
+class RecurrentConvNet(IteratedBlockNet):
     """A template-shared recurrent conv network (see the module docstring for the variants).
 
     Args:
@@ -61,17 +136,12 @@ class RecurrentConvNet(nn.Module):
         templates: int | None = 2,
         recall: bool = True,
     ):
-        super().__init__()
-        if spec.dims not in (1, 2):
-            raise ValueError(f"the network supports 1-D and 2-D tasks, got dims={spec.dims}.")
+        super().__init__(spec, name)
         for key, value, least in (("width", width, 2), ("depth", depth, 1), ("templates", 1 if templates is None else templates, 1)):
-            if not isinstance(value, int) or value < least:
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"model.{key} must be an integer >= {least}, got {value!r}.")
-        self.spec, self.name, self.width, self.depth = spec, name, width, depth
-        self.recall = recall
+        self.width, self.depth, self.recall = width, depth, recall
         conv_nd = nn.Conv1d if spec.dims == 1 else nn.Conv2d
-        self._conv = F.conv1d if spec.dims == 1 else F.conv2d
-        kernel = (3,) * spec.dims
 
         def conv(c_in: int, c_out: int) -> nn.Module:
             return conv_nd(c_in, c_out, 3, padding=1, bias=False)
@@ -83,7 +153,7 @@ class RecurrentConvNet(nn.Module):
         self.bank = TemplateBank(
             num_layers=layers,
             num_templates=layers if templates is None else templates,
-            shape=(width, width, *kernel),
+            shape=(width, width, *(3,) * spec.dims),
             learn_coefficients=templates is not None,
         )
         self.head = nn.Sequential(
@@ -92,51 +162,15 @@ class RecurrentConvNet(nn.Module):
 
     @property
     def max_iters(self) -> int | None:
-        """The most iterations this model has weights for (``None``: any number)."""
+        """The most iterations this model has weights for (``None``: any number).
+
+        A model whose every position has its own unshared weights (depth > 1) has none for an
+        extra iteration; shared and single-position models reuse their last position.
+        """
         unshared = not self.bank.learns_coefficients
         return self.depth if unshared and self.depth > 1 else None
 
-    def check_iters(self, iters: int) -> None:
-        if iters < 1:
-            raise ValueError(f"the number of iterations must be at least 1, got {iters}.")
-        if self.max_iters is not None and iters > self.max_iters:
-            raise ValueError(f"model '{self.name}' has {self.max_iters} unshared blocks and cannot run {iters} iterations.")
-
-    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.projection(x))  # (N, w, *S)
-
-    def run(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
-        """The features after iterations ``start .. start + iters - 1``, from ``state`` if given."""
-        h = self.initial_state(x) if state is None else state
-        weights = self.bank.weights()  # (L, w, w, *kernel), mixed once for all iterations
-        for t in range(start, start + iters):
-            h = self._iterate(x, h, t, weights)
-        return h
-
-    def forward(self, x: torch.Tensor, iters: int) -> torch.Tensor:
-        """Logits ``(N, classes, *S)`` after ``iters`` iterations."""
-        self.check_iters(iters)
-        return self.head(self.run(x, iters))
-
-    def iter_logits(self, x: torch.Tensor, iters: int) -> Iterator[torch.Tensor]:
-        """Logits after each of iterations 1..iters, from one unrolled pass.
-
-        Only the current state is kept, so under ``torch.no_grad()`` memory does not grow with
-        ``iters``.
-        """
-        self.check_iters(iters)
-        h = self.initial_state(x)
-        weights = self.bank.weights()
-        for t in range(iters):
-            h = self._iterate(x, h, t, weights)
-            yield self.head(h)
-
-    def _iterate(self, x: torch.Tensor, h: torch.Tensor, t: int, weights: torch.Tensor) -> torch.Tensor:
-        p = min(t, self.depth - 1)
-        if self.recall_convs is not None:
-            h = F.relu(self.recall_convs[p](torch.cat([h, x], dim=1)))
-        for b in range(CONVS_PER_BLOCK // 2):
-            w1, w2 = weights[CONVS_PER_BLOCK * p + 2 * b], weights[CONVS_PER_BLOCK * p + 2 * b + 1]
-            out = F.relu(self._conv(h, w1, padding=1))
-            h = F.relu(h + self._conv(out, w2, padding=1))
-        return h
+    def position_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        block = self.bank.weights().view(self.depth, CONVS_PER_BLOCK, *self.bank.shape)  # one batched mix
+        recall = None if self.recall_convs is None else torch.stack([c.weight for c in self.recall_convs])
+        return block, recall

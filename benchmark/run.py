@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import evaluate as evaluation
 from benchmark.checkpoint import save_checkpoint
 from benchmark.config import ConfigError, check_config, size_name
+from benchmark.sharing import analyse_run, loop_penalty
 from benchmark.train import fit
 from tasks.base import Task, TaskError
 
@@ -118,9 +119,11 @@ def run(cfg: DictConfig) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{task.name} / {model.name}: {n_params:,} parameters, training on size {cfg.size.train} "
           f"({len(train_data)} samples), device {device}", flush=True)
+    weight = cfg.train.loop_weight
+    regulariser = (lambda m: weight * loop_penalty(m)) if weight > 0 else None
     t0 = time.perf_counter()
     records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl",
-                  seed=cfg.seed, progress=cfg.progress)
+                  seed=cfg.seed, regulariser=regulariser, progress=cfg.progress)
     train_s = time.perf_counter() - t0
     save_checkpoint(model, cfg, run_dir / "model.pt")
 
@@ -134,6 +137,15 @@ def run(cfg: DictConfig) -> dict:
     )
     (run_dir / "eval.json").write_text(json.dumps(results, indent=1))
     print(evaluation.format_table(results, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.max_iters} iterations)"))
+    # Layer similarity for every model with a bank; folding and the folded model's accuracy for
+    # those that learned their coefficients (lsm.json, fold.json).
+    sharing = analyse_run(model, task, test_sets, cfg.eval.max_iters, cfg.train.max_iters, cfg.eval.batch_size, device,
+                          cfg.eval.fold_threshold, run_dir, before=results)
+    if sharing["fold"]:
+        report = sharing["fold"]["report"]
+        print(evaluation.format_table(sharing["fold"], title=f"folded into {report['num_loops']} loop(s), "
+                                      f"{report['block_weights_after']} distinct block weights of {report['block_weights_before']}"))
+        results["fold"] = sharing["fold"]["summary"]
 
     from benchmark import plot  # imported late: matplotlib is slow to import and only needed here
 

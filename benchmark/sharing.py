@@ -28,7 +28,7 @@ from torch import nn
 
 from benchmark.bank import TemplateBank
 from benchmark.evaluate import evaluate
-from benchmark.model import CONVS_PER_BLOCK, RecurrentConvNet
+from benchmark.model import CONVS_PER_BLOCK, IteratedBlockNet, RecurrentConvNet
 from tasks.base import Task, TaskSpec
 
 _EPS = 1e-12  # guards the norm of an all-zero coefficient row
@@ -49,6 +49,11 @@ def layer_similarity(coefficients: torch.Tensor) -> torch.Tensor:
     lsm = (unit @ unit.T).abs().clamp(max=1.0)  # (L, L); rounding can exceed 1 by an ulp
     eye = torch.eye(len(coefficients), dtype=torch.bool, device=coefficients.device)
     return torch.where(eye, torch.ones_like(lsm), lsm)
+
+
+def _bank_owners(model: nn.Module) -> dict[str, RecurrentConvNet]:
+    """The ``RecurrentConvNet`` each bank path of ``model`` belongs to (its position layout)."""
+    return {f"{name}.bank" if name else "bank": m for name, m in model.named_modules() if isinstance(m, RecurrentConvNet)}
 
 
 def find_banks(model: nn.Module) -> dict[str, TemplateBank]:
@@ -77,15 +82,12 @@ def loop_pairs(model: nn.Module) -> dict[str, list[tuple[int, int]]]:
 
     Fixed-identity banks have nothing to learn and are left out.
     """
-    owners = {}
-    for name, module in model.named_modules():
-        if isinstance(module, RecurrentConvNet):
-            owners[f"{name}.bank" if name else "bank"] = module.depth
+    owners = _bank_owners(model)
     pairs = {}
     for name, bank in find_banks(model).items():
         if not bank.learns_coefficients:
             continue
-        depth = owners.get(name)
+        depth = owners[name].depth if name in owners else None
         if depth is None:
             pairs[name] = [(i, i + 1) for i in range(bank.num_layers - 1)]
         elif depth > 1:
@@ -138,21 +140,7 @@ def loop_similarity(model: nn.Module) -> float:
 
 
 # ---------------------------------------------------------------------------- folding
-def _block_step(conv, x: torch.Tensor, h: torch.Tensor, recall_weight: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
-    """One iteration of ``RecurrentConvNet`` with explicit weights: recall, then two residual blocks.
-
-    The same math as ``RecurrentConvNet._iterate``; ``weights`` is ``(4, w, w, *kernel)``.
-    TODO: replace by the shared helper once ``benchmark.model`` exposes one.
-    """
-    if recall_weight is not None:
-        h = F.relu(conv(torch.cat([h, x], dim=1), recall_weight, padding=1))
-    for b in range(0, CONVS_PER_BLOCK, 2):
-        out = F.relu(conv(h, weights[b], padding=1))
-        h = F.relu(h + conv(out, weights[b + 1], padding=1))
-    return h
-
-
-class FoldedNet(nn.Module):
+class FoldedNet(IteratedBlockNet):
     """A ``RecurrentConvNet`` rewritten with explicit loops: a few distinct weights and a scale each.
 
     Position p (= iteration p) runs its block conv c with ``block_scales[p, c] *
@@ -181,15 +169,14 @@ class FoldedNet(nn.Module):
         recall_scales: torch.Tensor | None = None,
         max_iters: int | None = None,
     ):
-        super().__init__()
+        super().__init__(spec, name)
         positions = len(block_index)
         if block_index.shape != (positions, CONVS_PER_BLOCK) or block_scales.shape != block_index.shape:
             raise ValueError(f"block_index and block_scales must both be (positions, {CONVS_PER_BLOCK}), "
                              f"got {tuple(block_index.shape)} and {tuple(block_scales.shape)}.")
         if (recall_weights is None) != (recall_index is None) or (recall_index is None) != (recall_scales is None):
             raise ValueError("recall_weights, recall_index and recall_scales must be given together or not at all.")
-        self.spec, self.name, self.depth, self._max_iters = spec, name, positions, max_iters
-        self._conv = F.conv1d if spec.dims == 1 else F.conv2d
+        self.depth, self._max_iters = positions, max_iters
         self.projection, self.head = projection, head
         self.block_weights = nn.Parameter(block_weights)  # (G, w, w, *kernel): the distinct block weights
         self.block_scales = nn.Parameter(block_scales)  # (positions, 4)
@@ -206,15 +193,6 @@ class FoldedNet(nn.Module):
         """The most iterations this network has weights for (``None``: its last loop runs on)."""
         return self._max_iters
 
-    def check_iters(self, iters: int) -> None:
-        if iters < 1:
-            raise ValueError(f"the number of iterations must be at least 1, got {iters}.")
-        if self.max_iters is not None and iters > self.max_iters:
-            raise ValueError(f"model '{self.name}' has no loop to extend and cannot run {iters} iterations (at most {self.max_iters}).")
-
-    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.projection(x))  # (N, w, *S)
-
     def position_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every position's scaled weights: block ``(P, 4, w, w, *k)``, recall ``(P, w, w + C, *k)`` or None."""
         def scaled(weights: torch.Tensor, index: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -223,32 +201,6 @@ class FoldedNet(nn.Module):
         block = scaled(self.block_weights, self.block_index, self.block_scales)
         recall = None if self.recall_weights is None else scaled(self.recall_weights, self.recall_index, self.recall_scales)
         return block, recall
-
-    def run(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
-        """The features after iterations ``start .. start + iters - 1``, from ``state`` if given."""
-        h = self.initial_state(x) if state is None else state
-        block, recall = self.position_weights()
-        for t in range(start, start + iters):
-            h = self._iterate(x, h, t, block, recall)
-        return h
-
-    def forward(self, x: torch.Tensor, iters: int) -> torch.Tensor:
-        """Logits ``(N, classes, *S)`` after ``iters`` iterations."""
-        self.check_iters(iters)
-        return self.head(self.run(x, iters))
-
-    def iter_logits(self, x: torch.Tensor, iters: int) -> Iterator[torch.Tensor]:
-        """Logits after each of iterations 1..iters, from one unrolled pass (only the state is kept)."""
-        self.check_iters(iters)
-        h = self.initial_state(x)
-        block, recall = self.position_weights()
-        for t in range(iters):
-            h = self._iterate(x, h, t, block, recall)
-            yield self.head(h)
-
-    def _iterate(self, x, h, t, block, recall):
-        p = t % self.depth
-        return _block_step(self._conv, x, h, None if recall is None else recall[p], block[p])
 
 
 @dataclass
@@ -375,9 +327,9 @@ def fold(model: RecurrentConvNet, threshold: float = 0.99) -> tuple[FoldedNet, F
     recall = None
     if model.recall_convs is not None:
         recall_stack = torch.stack([conv.weight.detach() for conv in model.recall_convs])  # (D, w, w + C, *kernel)
+        flat = recall_stack.flatten(1).double()  # (D, w * (w + C) * kernel)
         recall_reps: list[int] = []
-        groups = _cluster(recall_stack.flatten(1).double(), list(range(depth)), threshold, recall_reps)
-        flat = recall_stack.flatten(1).double()
+        groups = _cluster(flat, list(range(depth)), threshold, recall_reps)
         recall_index = torch.tensor(groups, dtype=torch.long)
         recall_scales = torch.tensor([1.0 if p == recall_reps[g] else _scale(flat[p], flat[recall_reps[g]])
                                       for p, g in enumerate(groups)], dtype=torch.float64)
@@ -420,8 +372,7 @@ def _relative_error(weight: torch.Tensor, scale: float, rep: torch.Tensor) -> fl
 # ---------------------------------------------------------------------------- one run's analysis
 def lsm_record(model: nn.Module) -> dict[str, dict]:
     """The content of ``lsm.json``: per bank, its LSM, its coefficients and how to read them."""
-    record = {}
-    owners = {f"{n}.bank" if n else "bank": m for n, m in model.named_modules() if isinstance(m, RecurrentConvNet)}
+    record, owners = {}, _bank_owners(model)
     for name, bank in find_banks(model).items():
         coefficients = bank.coefficients.detach().double()
         record[name] = dict(

@@ -46,10 +46,10 @@ def test_extra_iterations_reuse_the_last_position():
     torch.manual_seed(0)
     model = RecurrentConvNet(SPECS[1], width=4, depth=2, templates=2)
     x = _input(1)
-    weights = model.bank.weights()
+    block, recall = model.position_weights()
     h = model.initial_state(x)
-    h1 = model._iterate(x, h, 1, weights)
-    torch.testing.assert_close(model._iterate(x, h, 7, weights), h1)
+    h1 = model._iterate(x, h, 1, block, recall)
+    torch.testing.assert_close(model._iterate(x, h, 7, block, recall), h1)
 
 
 def test_recurrent_model_is_the_degenerate_setting_of_the_same_code():
