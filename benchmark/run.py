@@ -131,7 +131,7 @@ def run(cfg: DictConfig) -> dict:
     results = evaluation.evaluate(model, task, test_sets, cfg.eval.max_iters, cfg.train.max_iters, cfg.eval.batch_size, device)
     eval_s = time.perf_counter() - t0
     results.update(
-        task=task.name, model=model.name, parameters=n_params, seed=cfg.seed, train_size=cfg.size.train,
+        task=task.name, model=model.name, parameters=n_params, seed=cfg.seed, train_size=cfg.size.train, device=str(device),
         final_train_acc=records[-1]["train_acc"] if records else None,
         seconds=dict(generation=round(generation_s, 2), train=round(train_s, 2), eval=round(eval_s, 2)),
     )

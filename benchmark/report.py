@@ -1,0 +1,136 @@
+"""Tables and comparison plots over many runs (a sweep), read from their run directories.
+
+    python -m benchmark.report results/reference/sharing_maze [--out DIR]
+
+Finds every run directory below the given folders (a folder holding eval.json), groups the runs
+by model, and writes to ``--out`` (default: the first folder):
+
+    runs.csv          one row per run and test size: accuracy at the training depth, best, final,
+                      steps to 99% training accuracy, parameters, folded accuracy
+    summary.csv/.md   mean and standard deviation over seeds per model and test size
+    curves.png        mean extrapolation curve per model (band: min..max over seeds), per test size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from benchmark.plot import read_metrics  # noqa: E402
+
+
+def find_runs(folders: list[Path]) -> list[Path]:
+    return sorted({p.parent for folder in folders for p in Path(folder).rglob("eval.json")})
+
+
+def steps_to_accuracy(metrics: list[dict], threshold: float = 0.99) -> int | None:
+    """The first logged step whose training accuracy reaches ``threshold`` (None: never)."""
+    return next((m["step"] for m in metrics if m.get("train_acc", 0.0) >= threshold), None)
+
+
+def run_rows(run_dir: Path) -> list[dict]:
+    """One row per test size of one run."""
+    results = json.loads((run_dir / "eval.json").read_text())
+    fold_path = run_dir / "fold.json"
+    fold = json.loads(fold_path.read_text()) if fold_path.exists() else None
+    steps = steps_to_accuracy(read_metrics(run_dir))
+    rows = []
+    for size, s in results["summary"].items():
+        row = dict(
+            run=str(run_dir), task=results.get("task"), model=results.get("model"), seed=results.get("seed"),
+            parameters=results.get("parameters"), size=int(size), train_size=results.get("train_size"),
+            at_train_depth=s["at_train_depth"], best=s["best"], best_iter=s["best_iter"], final=s["final"],
+            final_iter=s["final_iter"], steps_to_99=steps, train_seconds=results.get("seconds", {}).get("train"),
+        )
+        if fold is not None and size in fold["summary"]:
+            row.update(folded_best=fold["summary"][size]["best"], folded_final=fold["summary"][size]["final"],
+                       folded_loops=fold["report"]["num_loops"], folded_parameters=fold["report"]["parameters_after"])
+        rows.append(row)
+    return rows
+
+
+def curves_frame(run_dirs: list[Path]) -> pd.DataFrame:
+    rows = []
+    for run_dir in run_dirs:
+        results = json.loads((run_dir / "eval.json").read_text())
+        for size, accs in results["accuracy"].items():
+            rows += [dict(model=results.get("model"), seed=results.get("seed"), size=int(size), iteration=t + 1, accuracy=a)
+                     for t, a in enumerate(accs)]
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    metrics = ["at_train_depth", "best", "final", "steps_to_99"] + [c for c in ("folded_best",) if c in runs]
+    grouped = runs.groupby(["model", "size"])
+    summary = grouped[metrics].agg(["mean", "std"])
+    summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
+    summary["seeds"] = grouped["seed"].nunique()
+    summary["reached_99"] = grouped["steps_to_99"].apply(lambda s: int(s.notna().sum()))
+    summary["parameters"] = grouped["parameters"].first()
+    return summary.reset_index()
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    def pct(mean: float, std: float) -> str:
+        return "-" if pd.isna(mean) else f"{100 * mean:.1f} ± {0 if pd.isna(std) else 100 * std:.1f}"
+
+    lines = ["| model | params | size | seeds | @train depth % | best % | final % | steps to 99% train (runs reaching it) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        steps = "-" if pd.isna(r.steps_to_99_mean) else f"{r.steps_to_99_mean:.0f} ({r.reached_99}/{r.seeds})"
+        lines.append(f"| {r.model} | {r.parameters:,} | {r.size} | {r.seeds} | {pct(r.at_train_depth_mean, r.at_train_depth_std)} | "
+                     f"{pct(r.best_mean, r.best_std)} | {pct(r.final_mean, r.final_std)} | {steps} |")
+    return "\n".join(lines)
+
+
+def plot_curves(frame: pd.DataFrame, path: Path, train_iters: int | None = None) -> Path:
+    sizes = sorted(frame["size"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.8), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        sns.lineplot(data=frame[frame["size"] == size], x="iteration", y="accuracy", hue="model", errorbar=("pi", 100), ax=ax)
+        if train_iters:
+            ax.axvline(train_iters, color="grey", linestyle="--", linewidth=1)
+        ax.set(title=f"test size {size}", ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report(folders: list[Path], out: Path) -> pd.DataFrame:
+    run_dirs = find_runs(folders)
+    if not run_dirs:
+        raise ValueError(f"no run directories (folders with eval.json) under {', '.join(map(str, folders))}.")
+    runs = pd.DataFrame([row for run_dir in run_dirs for row in run_rows(run_dir)])
+    out.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(out / "runs.csv", index=False)
+    summary = summarise(runs)
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "summary.md").write_text(markdown_table(summary) + "\n")
+    train_iters = json.loads((run_dirs[0] / "eval.json").read_text()).get("train_iters")
+    plot_curves(curves_frame(run_dirs), out / "curves.png", train_iters)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Tabulate and plot a set of benchmark runs.")
+    parser.add_argument("folders", nargs="+", type=Path, help="folders searched recursively for run directories")
+    parser.add_argument("--out", type=Path, help="where to write the tables and plots (default: the first folder)")
+    args = parser.parse_args(argv)
+    try:
+        summary = report(args.folders, args.out or args.folders[0])
+    except ValueError as err:
+        parser.error(str(err))
+    print(markdown_table(summary))
+
+
+if __name__ == "__main__":
+    main()
