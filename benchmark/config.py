@@ -39,6 +39,7 @@ class TrainConfig:
     clip: float = 1.0  # max gradient norm; 0 disables clipping
     alpha: float = 0.5  # weight of the progressive term
     max_iters: int = 20  # m, the iterations of the full term and the progressive draw's range
+    detach_extra: int = 0  # up to this many more detached iterations before the trained ones
     log_every: int = 20  # steps between metrics.jsonl records
     loop_weight: float = 0.0  # weight of the loop-inducing regulariser (0: off)
 
@@ -77,7 +78,8 @@ def check_config(size: SizeConfig, train: TrainConfig, evaluation: EvalConfig) -
     _require(len(size.test) >= 1, "size.test must list at least one test size, e.g. size.test=[13,15].")
     _require(0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
     for key, value in (("train.lr", train.lr), ("train.weight_decay", train.weight_decay), ("train.clip", train.clip),
-                       ("train.warmup_steps", train.warmup_steps), ("train.loop_weight", train.loop_weight)):
+                       ("train.warmup_steps", train.warmup_steps), ("train.loop_weight", train.loop_weight),
+                       ("train.detach_extra", train.detach_extra)):
         _require(value >= 0, f"{key} must be zero or positive, got {value}.")
     _require(0.0 < evaluation.fold_threshold <= 1.0, f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")
 

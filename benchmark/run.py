@@ -102,7 +102,7 @@ def run(cfg: DictConfig) -> dict:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = build_model(cfg, task)
-    model.check_iters(cfg.train.max_iters)
+    model.check_iters(cfg.train.max_iters + cfg.train.detach_extra)
 
     run_dir = new_run_dir(cfg, task.name)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

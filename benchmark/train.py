@@ -37,11 +37,17 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, valid: tor
     return (per_position * valid).sum() / valid.sum().clamp_min(1)
 
 
-def draw_progressive_split(max_iters: int, generator: torch.Generator) -> tuple[int, int]:
-    """(n, k): n detached iterations then k with gradient, n + k uniform on [1, max_iters]."""
+def draw_progressive_split(max_iters: int, generator: torch.Generator, detach_extra: int = 0) -> tuple[int, int]:
+    """(n, k): n detached iterations then k with gradient.
+
+    n + k is uniform on [1, max_iters], then ``detach_extra`` > 0 adds U[0, detach_extra] more
+    detached iterations in front: the model then also learns to hold a solved state beyond
+    max_iters (against "overthinking"), at the price of cheap no-grad iterations only.
+    """
     total = int(torch.randint(1, max_iters + 1, (1,), generator=generator))
     n = int(torch.randint(0, total, (1,), generator=generator))
-    return n, total - n
+    extra = int(torch.randint(0, detach_extra + 1, (1,), generator=generator)) if detach_extra > 0 else 0
+    return n + extra, total - n
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -104,7 +110,7 @@ def fit(
                     logits_full = model(inputs, m)
                     loss = loss + (1 - cfg.alpha) * masked_cross_entropy(logits_full, targets, valid)
                 if cfg.alpha > 0:
-                    n, k = draw_progressive_split(m, generator)
+                    n, k = draw_progressive_split(m, generator, cfg.detach_extra)
                     with torch.no_grad():
                         state = model.run(inputs, n) if n > 0 else model.initial_state(inputs)
                     state = model.run(inputs, k, state=state.detach(), start=n)

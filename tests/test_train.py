@@ -60,3 +60,10 @@ def test_training_is_reproducible_on_cpu():
         states.append(model.state_dict())
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
+
+
+def test_extra_detached_iterations_only_lengthen_the_no_grad_prefix():
+    g = torch.Generator().manual_seed(1)
+    draws = [draw_progressive_split(6, g, detach_extra=10) for _ in range(4000)]
+    assert max(n + k for n, k in draws) > 6 and max(n + k for n, k in draws) <= 16
+    assert all(1 <= k <= 6 for _, k in draws)  # the trained part costs what it did without extra

@@ -1,0 +1,112 @@
+"""An outside task plugin (tests/plugin_example, a pip-installable package) found through Hydra's
+own plugin mechanism: its SearchPathPlugin puts its configs on the search path, so
+``python -m benchmark task=parity`` works without editing this repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pytest
+import yaml
+from gymnasium.utils.env_checker import check_env
+
+from conftest import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "tests" / "plugin_example"
+BUILT_IN = ("maze", "prefix_sums", "shortest_path")
+
+
+def _cli(tmp_path: Path, *overrides: str, plugin: bool) -> subprocess.CompletedProcess:
+    path = [str(PLUGIN)] if plugin else []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([*path, str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [sys.executable, "-m", "benchmark", f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def _available_tasks(stderr: str) -> set[str]:
+    """The options Hydra lists under "Available options in 'task':" in its error message."""
+    lines = stderr.split("Available options in 'task':", 1)[1].splitlines()[1:]
+    options = []
+    for line in lines:
+        if not line.startswith("\t"):
+            break
+        options.append(line.strip())
+    return set(options)
+
+
+def test_plugin_task_runs_from_the_command_line(tmp_path):
+    proc = _cli(tmp_path, "task=parity", "size.train=8", "size.test=[12]", "run_id=p", *TINY, plugin=True)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "results" / "parity" / "train8_test12" / "shared" / "p"
+    for name in ("config.yaml", "metrics.jsonl", "eval.json", "model.pt", "extrapolation.png"):
+        assert (run_dir / name).is_file(), name
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["task"] == {"_target_": "algoreason_parity.ParityTask", "density": 0.5}
+    assert cfg["train"]["lr"] == 0.0025  # the plugin's own train/parity.yaml was picked by its task config
+    results = json.loads((run_dir / "eval.json").read_text())
+    assert results["task"] == "parity"
+    assert set(results["accuracy"]) == {"8", "12"}
+    assert all(len(acc) == 5 and all(0.0 <= a <= 1.0 for a in acc) for acc in results["accuracy"].values())
+    assert "best iter" in proc.stdout
+
+
+def test_plugin_task_is_unknown_without_the_plugin(tmp_path):
+    proc = _cli(tmp_path, "task=parity", *TINY, plugin=False)
+    assert proc.returncode != 0
+    assert "Could not find 'task/parity'" in proc.stderr
+    assert _available_tasks(proc.stderr) == set(BUILT_IN)
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_task_error_lists_the_plugin_task(tmp_path):
+    proc = _cli(tmp_path, "task=nope", *TINY, plugin=True)
+    assert proc.returncode != 0
+    assert _available_tasks(proc.stderr) == {*BUILT_IN, "parity"}
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_plugin_option_is_one_sentence(tmp_path):
+    proc = _cli(tmp_path, "task=parity", "task.density=2", *TINY, plugin=True)
+    assert proc.returncode == 2
+    assert "parity density must be a number in [0, 1]" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture
+def parity(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    import algoreason_parity
+
+    return algoreason_parity
+
+
+def test_plugin_targets_match_an_independent_oracle(parity):
+    task = parity.ParityTask(density=0.3)
+    x, y = task.generate(23, 40, seed=5)
+    assert x.shape == (40, 1, 23) and y.shape == (40, 23)
+    for xi, yi in zip(x, y):
+        ones = sum(1 for v in xi[0] if v > 0)
+        assert yi.tolist() == [ones % 2] * 23
+    x2, _ = task.generate(23, 40, seed=5)
+    assert x.tobytes() == x2.tobytes()
+
+
+def test_plugin_registers_its_gymnasium_env(parity):
+    env = gymnasium.make("algoreason_parity:algoreason_parity/Parity-v0", size=10)
+    assert env.observation_space.shape == (1, 10) and env.action_space.shape == (10,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env.unwrapped)
+    obs, _ = env.reset(seed=3)
+    answer = np.full(10, int((obs[0] > 0).sum()) % 2, dtype=np.int64)
+    _, reward, terminated, _, info = env.step(answer)
+    assert (reward, terminated, info) == (1.0, True, {"correct": True})
