@@ -102,7 +102,7 @@ def run(cfg: DictConfig) -> dict:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = build_model(cfg, task)
-    model.check_iters(cfg.train.max_iters + cfg.train.detach_extra)
+    model.check_iters(cfg.train.max_iters)
 
     run_dir = new_run_dir(cfg, task.name)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -143,8 +143,11 @@ def run(cfg: DictConfig) -> dict:
                           cfg.eval.fold_threshold, run_dir, before=results)
     if sharing["fold"]:
         report = sharing["fold"]["report"]
-        print(evaluation.format_table(sharing["fold"], title=f"folded into {report['num_loops']} loop(s), "
-                                      f"{report['block_weights_after']} distinct block weights of {report['block_weights_before']}"))
+        if report["block_weights_after"] == report["block_weights_before"] and report["recall_weights_after"] == report["recall_weights_before"]:
+            print(f"fold: no layers parallel within |cos| >= {cfg.eval.fold_threshold}; nothing folded (see lsm.json)")
+        else:
+            print(evaluation.format_table(sharing["fold"], title=f"folded into {report['num_loops']} loop(s), "
+                                          f"{report['block_weights_after']} distinct block weights of {report['block_weights_before']}"))
         results["fold"] = sharing["fold"]["summary"]
 
     from benchmark import plot  # imported late: matplotlib is slow to import and only needed here

@@ -93,6 +93,8 @@ def fit(
     warmup = min(cfg.warmup_steps, total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
     m = cfg.max_iters
+    # A fixed-depth model (feed-forward) has no iterations past its depth to learn holding in.
+    detach_extra = cfg.detach_extra if getattr(model, "max_iters", None) is None else 0
     model.to(device).train()
     records: list[dict] = []
     metrics_file = open(metrics_path, "a") if metrics_path else None
@@ -110,7 +112,7 @@ def fit(
                     logits_full = model(inputs, m)
                     loss = loss + (1 - cfg.alpha) * masked_cross_entropy(logits_full, targets, valid)
                 if cfg.alpha > 0:
-                    n, k = draw_progressive_split(m, generator, cfg.detach_extra)
+                    n, k = draw_progressive_split(m, generator, detach_extra)
                     with torch.no_grad():
                         state = model.run(inputs, n) if n > 0 else model.initial_state(inputs)
                     state = model.run(inputs, k, state=state.detach(), start=n)

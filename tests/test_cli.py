@@ -10,6 +10,7 @@ import torch
 
 from benchmark.checkpoint import load_checkpoint
 from benchmark.evaluate import accuracy_per_iteration
+from benchmark.evaluate import main as evaluate_main
 from benchmark.run import run
 from tasks.maze import MazeTask
 
@@ -42,6 +43,13 @@ def test_command_line_run_writes_a_complete_run_directory(tmp_path):
     assert rescored == pytest.approx(results["accuracy"]["15"])
     # The second run finds its data in the cache instead of regenerating it.
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+
+    # Re-evaluation of the checkpoint from the command line reproduces the run's own figures.
+    evaluate_main([str(run_dir), "--sizes", "15", "--iters", "5", "--n", "16", "--device", "cpu"])
+    again = json.loads((run_dir / "eval_15_5.json").read_text())
+    assert again["accuracy"]["15"] == pytest.approx(results["accuracy"]["15"])
+    with pytest.raises(SystemExit):
+        evaluate_main([str(run_dir), "--sizes", "8"])  # an even maze size
 
 
 @pytest.mark.parametrize(
