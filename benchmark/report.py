@@ -6,7 +6,7 @@ Finds every run directory below the given folders (a folder holding eval.json), 
 by model, and writes to ``--out`` (default: the first folder):
 
     runs.csv          one row per run and test size: accuracy at the training depth, best, final,
-                      steps to 99% training accuracy, parameters, folded accuracy
+                      steps to 90% and 99% training accuracy, parameters, folded accuracy
     summary.csv/.md   mean and standard deviation over seeds per model and test size
     curves.png        mean extrapolation curve per model (band: min..max over seeds), per test size
 """
@@ -41,14 +41,17 @@ def run_rows(run_dir: Path) -> list[dict]:
     results = json.loads((run_dir / "eval.json").read_text())
     fold_path = run_dir / "fold.json"
     fold = json.loads(fold_path.read_text()) if fold_path.exists() else None
-    steps = steps_to_accuracy(read_metrics(run_dir))
+    metrics = read_metrics(run_dir)
+    steps = steps_to_accuracy(metrics)
+    steps_90 = steps_to_accuracy(metrics, 0.9)
     rows = []
     for size, s in results["summary"].items():
         row = dict(
             run=str(run_dir), task=results.get("task"), model=results.get("model"), seed=results.get("seed"),
             parameters=results.get("parameters"), size=int(size), train_size=results.get("train_size"),
             at_train_depth=s["at_train_depth"], best=s["best"], best_iter=s["best_iter"], final=s["final"],
-            final_iter=s["final_iter"], steps_to_99=steps, train_seconds=results.get("seconds", {}).get("train"),
+            final_iter=s["final_iter"], steps_to_99=steps, steps_to_90=steps_90,
+            final_train_acc=results.get("final_train_acc"), train_seconds=results.get("seconds", {}).get("train"),
         )
         if fold is not None and size in fold["summary"]:
             row.update(folded_best=fold["summary"][size]["best"], folded_final=fold["summary"][size]["final"],
@@ -68,11 +71,13 @@ def curves_frame(run_dirs: list[Path]) -> pd.DataFrame:
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    metrics = ["at_train_depth", "best", "final", "steps_to_99"] + [c for c in ("folded_best",) if c in runs]
+    metrics = ["at_train_depth", "best", "final", "final_train_acc", "steps_to_90", "steps_to_99"] + [
+        c for c in ("folded_best",) if c in runs]
     grouped = runs.groupby(["model", "size"])
     summary = grouped[metrics].agg(["mean", "std"])
     summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
     summary["seeds"] = grouped["seed"].nunique()
+    summary["reached_90"] = grouped["steps_to_90"].apply(lambda s: int(s.notna().sum()))
     summary["reached_99"] = grouped["steps_to_99"].apply(lambda s: int(s.notna().sum()))
     summary["parameters"] = grouped["parameters"].first()
     return summary.reset_index()
@@ -82,12 +87,16 @@ def markdown_table(summary: pd.DataFrame) -> str:
     def pct(mean: float, std: float) -> str:
         return "-" if pd.isna(mean) else f"{100 * mean:.1f} ± {0 if pd.isna(std) else 100 * std:.1f}"
 
-    lines = ["| model | params | size | seeds | @train depth % | best % | final % | steps to 99% train (runs reaching it) |",
-             "|---|---|---|---|---|---|---|---|"]
+    def steps(mean: float, reached: int, seeds: int) -> str:
+        return f"- (0/{seeds})" if pd.isna(mean) else f"{mean:.0f} ({reached}/{seeds})"
+
+    lines = ["| model | params | size | seeds | @train depth % | best % | final % | final train acc % "
+             "| steps to 90% / 99% train (runs reaching it) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
-        steps = "-" if pd.isna(r.steps_to_99_mean) else f"{r.steps_to_99_mean:.0f} ({r.reached_99}/{r.seeds})"
         lines.append(f"| {r.model} | {r.parameters:,} | {r.size} | {r.seeds} | {pct(r.at_train_depth_mean, r.at_train_depth_std)} | "
-                     f"{pct(r.best_mean, r.best_std)} | {pct(r.final_mean, r.final_std)} | {steps} |")
+                     f"{pct(r.best_mean, r.best_std)} | {pct(r.final_mean, r.final_std)} | "
+                     f"{pct(r.final_train_acc_mean, r.final_train_acc_std)} | "
+                     f"{steps(r.steps_to_90_mean, r.reached_90, r.seeds)} / {steps(r.steps_to_99_mean, r.reached_99, r.seeds)} |")
     return "\n".join(lines)
 
 
