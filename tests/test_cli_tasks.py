@@ -62,7 +62,7 @@ def test_command_line_choices_win_over_task_defaults(order):
     cfg = _compose(*overrides)
     choices = cfg.hydra.runtime.choices
     assert (choices.train, choices.eval, choices.size) == ("cpu", "default", "train32_test128")
-    assert cfg.train.alpha == 0.5 and list(cfg.size.test) == [128]
+    assert cfg.train.max_iters == 20 and cfg.train.detach_extra == 20 and list(cfg.size.test) == [128]  # train/cpu.yaml
     # Single values override the task's default config, which stays in force for the rest.
     cfg = _compose("task=prefix_sums", "train.epochs=3")
     assert cfg.train.epochs == 3 and cfg.train.alpha == 1.0 and cfg.train.max_iters == 30
