@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,7 @@ def fit(
     device: torch.device,
     metrics_path: Path | None = None,
     seed: int = 0,
-    regulariser: Any = None,
+    regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Train ``model`` on ``data``; append one JSON line per logged step to ``metrics_path``.
