@@ -84,9 +84,18 @@ def check_config(size: SizeConfig, train: TrainConfig, evaluation: EvalConfig) -
     _require(0.0 < evaluation.fold_threshold <= 1.0, f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")
 
 
+def data_seeds(seed: int) -> tuple[int, int]:
+    """The (training, test) data seeds of a run: 2*seed and 2*seed+1.
+
+    Each sample is drawn from SeedSequence([data_seed, index]), so the two splits never share a
+    sample stream, and any test set can be rebuilt from a run's seed alone.
+    """
+    return 2 * seed, 2 * seed + 1
+
+
 def size_name(size: SizeConfig) -> str:
     """The run-directory name of a size setting, e.g. ``train9_test13-15``."""
     return f"train{size.train}_test{'-'.join(str(s) for s in size.test)}"
 
 
-__all__ = ["ConfigError", "EvalConfig", "SizeConfig", "TrainConfig", "check_config", "size_name"]
+__all__ = ["ConfigError", "EvalConfig", "SizeConfig", "TrainConfig", "check_config", "data_seeds", "size_name"]

@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf import OmegaConf
 
     from benchmark.checkpoint import load_checkpoint
+    from benchmark.config import data_seeds
     from tasks.base import TaskError
 
     parser = argparse.ArgumentParser(description="Evaluate a run's checkpoint on other test sizes.")
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     task = instantiate(OmegaConf.create(ckpt["task"]))
     cfg = OmegaConf.load(args.run_dir / "config.yaml")
     try:
-        # Test data as a run makes it: seed 2 * seed + 1, one generator per sample.
-        test_sets = {s: task.dataset(s, args.n, seed=2 * cfg.seed + 1) for s in args.sizes}
+        # Test data as the run made it: its first n samples are the run's own test samples.
+        test_sets = {s: task.dataset(s, args.n, seed=data_seeds(cfg.seed)[1]) for s in args.sizes}
     except TaskError as err:
         parser.error(str(err))
     device = torch.device(args.device)

@@ -28,15 +28,22 @@ def extrapolation_frame(eval_json: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_extrapolation(eval_json: dict, path: Path, title: str | None = None) -> Path:
-    """Accuracy against test-time iterations, one line per test size; the training depth dashed."""
-    frame = extrapolation_frame(eval_json)
+def plot_extrapolation(eval_json: dict, path: Path, fold_json: dict | None = None) -> Path:
+    """Accuracy against test-time iterations, one line per test size; the training depth dashed.
+
+    With ``fold_json`` (a run's fold.json) the folded model is drawn too, dashed.
+    """
+    frame = extrapolation_frame(eval_json).assign(model="original")
+    title = f"{eval_json.get('task', '')} / {eval_json.get('model', '')}"
+    if fold_json is not None:
+        frame = pd.concat([frame, extrapolation_frame(fold_json).assign(model="folded")], ignore_index=True)
+        title += f": folded into {fold_json.get('report', {}).get('num_loops', '?')} loop(s)"
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=frame, x="iteration", y="accuracy", hue="size", palette="viridis", ax=ax)
+    sns.lineplot(data=frame, x="iteration", y="accuracy", hue="size", palette="viridis", ax=ax,
+                 **(dict(style="model", style_order=["original", "folded"]) if fold_json is not None else {}))
     ax.axvline(eval_json["train_iters"], color="grey", linestyle="--", linewidth=1, label="training depth")
-    ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy",
-           title=title or f"{eval_json.get('task', '')} / {eval_json.get('model', '')}")
-    ax.legend(title="test size", loc="lower right")
+    ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy", title=title)
+    ax.legend(title="test size" if fold_json is None else None, loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -85,24 +92,6 @@ def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | No
     return path
 
 
-def plot_extrapolation_folded(eval_json: dict, fold_json: dict, path: Path) -> Path:
-    """Accuracy per iteration of the original (solid) and the folded model (dashed), per size."""
-    frame = pd.concat([extrapolation_frame(eval_json).assign(model="original"),
-                       extrapolation_frame(fold_json).assign(model="folded")], ignore_index=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=frame, x="iteration", y="accuracy", hue="size", style="model", style_order=["original", "folded"],
-                 palette="viridis", ax=ax)
-    ax.axvline(eval_json["train_iters"], color="grey", linestyle="--", linewidth=1)
-    report = fold_json.get("report", {})
-    ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy",
-           title=f"{eval_json.get('task', '')} / {eval_json.get('model', '')}: folded into {report.get('num_loops', '?')} loop(s)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -126,8 +115,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
                                     group_size={name: bank.get("layers_per_position") for name, bank in banks.items()}))
     fold_path = run_dir / "fold.json"
     if fold_path.exists() and eval_path.exists():
-        written.append(plot_extrapolation_folded(json.loads(eval_path.read_text()), json.loads(fold_path.read_text()),
-                                                 run_dir / "extrapolation_folded.png"))
+        written.append(plot_extrapolation(json.loads(eval_path.read_text()), run_dir / "extrapolation_folded.png",
+                                          fold_json=json.loads(fold_path.read_text())))
     return written
 
 

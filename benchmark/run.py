@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import evaluate as evaluation
 from benchmark.checkpoint import save_checkpoint
-from benchmark.config import ConfigError, check_config, size_name
+from benchmark.config import ConfigError, check_config, data_seeds, size_name
 from benchmark.sharing import analyse_run, loop_penalty
 from benchmark.train import fit
 from tasks.base import Task, TaskError
@@ -108,12 +108,11 @@ def run(cfg: DictConfig) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     log.info("run directory: %s", run_dir)
     cache = cfg.cache_dir if cfg.cache_dir else None
-    # Disjoint data seeds for training and testing: 2*seed and 2*seed+1 (each sample is then
-    # drawn from SeedSequence([data_seed, index]); no two splits share a sample stream).
+    train_seed, test_seed = data_seeds(cfg.seed)
     t0 = time.perf_counter()
-    train_data = task.dataset(cfg.size.train, cfg.size.n_train, seed=2 * cfg.seed, cache_dir=cache)
+    train_data = task.dataset(cfg.size.train, cfg.size.n_train, seed=train_seed, cache_dir=cache)
     test_sizes = sorted({cfg.size.train, *cfg.size.test})
-    test_sets = {s: task.dataset(s, cfg.size.n_test, seed=2 * cfg.seed + 1, cache_dir=cache) for s in test_sizes}
+    test_sets = {s: task.dataset(s, cfg.size.n_test, seed=test_seed, cache_dir=cache) for s in test_sizes}
     generation_s = time.perf_counter() - t0
 
     n_params = sum(p.numel() for p in model.parameters())
@@ -143,7 +142,7 @@ def run(cfg: DictConfig) -> dict:
                           cfg.eval.fold_threshold, run_dir, before=results)
     if sharing["fold"]:
         report = sharing["fold"]["report"]
-        if report["block_weights_after"] == report["block_weights_before"] and report["recall_weights_after"] == report["recall_weights_before"]:
+        if not report["merged"]:
             print(f"fold: no layers parallel within |cos| >= {cfg.eval.fold_threshold}; nothing folded (see lsm.json)")
         else:
             print(evaluation.format_table(sharing["fold"], title=f"folded into {report['num_loops']} loop(s), "

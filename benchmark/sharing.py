@@ -229,8 +229,13 @@ class FoldReport:
     def num_loops(self) -> int:
         return len(self.loops)
 
+    @property
+    def merged(self) -> bool:
+        """Whether any two convs now share a weight (if not, the fold computes the original)."""
+        return (self.block_weights_after, self.recall_weights_after) != (self.block_weights_before, self.recall_weights_before)
+
     def to_dict(self) -> dict[str, Any]:
-        return dict(asdict(self), num_loops=self.num_loops)
+        return dict(asdict(self), num_loops=self.num_loops, merged=self.merged)
 
 
 def _cluster(vectors: torch.Tensor, order: list[int], threshold: float, reps: list[int] | None = None) -> list[int]:
@@ -429,9 +434,7 @@ def analyse_run(
     folded.to(device)
     if before is None:
         before = evaluate(model, task, test_sets, eval_max_iters, train_iters, batch_size, device)
-    merged_nothing = (report.block_weights_after == report.block_weights_before
-                      and report.recall_weights_after == report.recall_weights_before)
-    if merged_nothing and model.max_iters == folded.max_iters:
+    if not report.merged and model.max_iters == folded.max_iters:
         # Every weight kept its own tensor with scale 1: the folded network computes exactly what
         # the original does, so its accuracy is the original's and need not be measured again.
         after = {k: before[k] for k in ("iterations", "train_iters", "accuracy", "summary")}
