@@ -38,7 +38,7 @@ class TrainConfig:
     warmup_steps: int = 100
     clip: float = 1.0  # max gradient norm; 0 disables clipping
     alpha: float = 0.5  # weight of the progressive term
-    max_iters: int = 20  # m, the iterations of the full term and the progressive draw's range
+    iters: int = 20  # m, the iterations of the full term and the progressive draw's range
     detach_extra: int = 0  # up to this many more detached iterations before the trained ones
     log_every: int = 20  # steps between metrics.jsonl records
     loop_weight: float = 0.0  # weight of the loop-inducing regulariser (0: off)
@@ -46,9 +46,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Test-time settings: every iteration count 1..max_iters is scored in one unrolled pass."""
+    """Test-time settings: every iteration count 1..iteration_limit is scored in one unrolled pass."""
 
-    max_iters: int = 60
+    iters: int = 60
     batch_size: int = 256
     fold_threshold: float = 0.99  # |cos| above which neighbouring layers fold into one loop
 
@@ -71,8 +71,8 @@ def _require(ok: bool, message: str) -> None:
 def check_config(size: SizeConfig, train: TrainConfig, evaluation: EvalConfig) -> None:
     """Raise ``ConfigError`` for values out of range (types were checked by the schemas)."""
     for key, value in (("size.n_train", size.n_train), ("size.n_test", size.n_test), ("train.epochs", train.epochs),
-                       ("train.batch_size", train.batch_size), ("train.max_iters", train.max_iters),
-                       ("train.log_every", train.log_every), ("eval.max_iters", evaluation.max_iters),
+                       ("train.batch_size", train.batch_size), ("train.iters", train.iters),
+                       ("train.log_every", train.log_every), ("eval.iters", evaluation.iters),
                        ("eval.batch_size", evaluation.batch_size)):
         _require(value >= 1, f"{key} must be a positive integer, got {value}.")
     _require(len(size.test) >= 1, "size.test must list at least one test size, e.g. size.test=[13,15].")

@@ -40,7 +40,7 @@ def evaluate(
     model: torch.nn.Module,
     task: Task,
     test_sets: dict[int, torch.utils.data.TensorDataset],
-    max_iters: int,
+    iters: int,
     train_iters: int,
     batch_size: int,
     device: torch.device,
@@ -50,8 +50,8 @@ def evaluate(
     Returns ``{"iterations": T, "accuracy": {size: [acc@1..acc@T]}, "summary": {size: {...}}}``
     with sizes as strings (the JSON keys of ``eval.json``).
     """
-    limit = getattr(model, "max_iters", None)
-    iters = max_iters if limit is None else min(max_iters, limit)
+    limit = getattr(model, "iteration_limit", None)
+    iters = iters if limit is None else min(iters, limit)
     accuracy = {str(size): accuracy_per_iteration(model, task, data, iters, batch_size, device) for size, data in test_sets.items()}
     summary = {size: summarise(acc, train_iters) for size, acc in accuracy.items()}
     return dict(iterations=iters, train_iters=train_iters, accuracy=accuracy, summary=summary)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     except TaskError as err:
         parser.error(str(err))
     device = torch.device(args.device)
-    results = evaluate(model.to(device), task, test_sets, args.iters, cfg.train.max_iters, args.batch_size, device)
+    results = evaluate(model.to(device), task, test_sets, args.iters, cfg.train.iters, args.batch_size, device)
     name = f"eval_{'-'.join(map(str, args.sizes))}_{args.iters}.json"
     (args.run_dir / name).write_text(json.dumps(results, indent=1))
     print(format_table(results, title=f"{args.run_dir} ({args.n} samples per size)"))

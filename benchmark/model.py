@@ -19,7 +19,7 @@ The settings of one class give every model of the suite (see ``configs/model/``)
 What an extra iteration uses: iteration t runs the block at position min(t, depth - 1), so an
 iteration past the trained depth reuses the last position's weights (for depth 1, the one block
 every iteration used). A model whose every position has its own unshared weights (feed-forward,
-depth > 1) has no weights for an extra iteration: ``max_iters`` is its depth.
+depth > 1) has no weights for an extra iteration: ``iteration_limit`` is its depth.
 
 All convolutions are 3 (x 3), stride 1, zero padding, no bias and no normalisation, so a model
 trained on small inputs runs unchanged on bigger ones.
@@ -43,7 +43,7 @@ class IteratedBlockNet(nn.Module):
     """The machinery every network here shares: projection, a block iterated over positions, head.
 
     Subclasses set ``projection``, ``head`` and ``depth`` (block positions) and supply
-    ``position_weights`` (each position's block and recall weights) and ``max_iters``. Iteration
+    ``position_weights`` (each position's block and recall weights) and ``iteration_limit``. Iteration
     t runs position min(t, depth - 1).
     """
 
@@ -59,7 +59,7 @@ class IteratedBlockNet(nn.Module):
     head: nn.Module
 
     @property
-    def max_iters(self) -> int | None:
+    def iteration_limit(self) -> int | None:
         """The most iterations this model has weights for (``None``: any number)."""
         raise NotImplementedError
 
@@ -70,8 +70,8 @@ class IteratedBlockNet(nn.Module):
     def check_iters(self, iters: int) -> None:
         if iters < 1:
             raise ValueError(f"the number of iterations must be at least 1, got {iters}.")
-        if self.max_iters is not None and iters > self.max_iters:
-            raise ValueError(f"model '{self.name}' has weights for at most {self.max_iters} iterations and cannot run {iters} iterations.")
+        if self.iteration_limit is not None and iters > self.iteration_limit:
+            raise ValueError(f"model '{self.name}' has weights for at most {self.iteration_limit} iterations and cannot run {iters} iterations.")
 
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.projection(x))  # (N, w, *S)
@@ -161,7 +161,7 @@ class RecurrentConvNet(IteratedBlockNet):
         )
 
     @property
-    def max_iters(self) -> int | None:
+    def iteration_limit(self) -> int | None:
         """The most iterations this model has weights for (``None``: any number).
 
         A model whose every position has its own unshared weights (depth > 1) has none for an

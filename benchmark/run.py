@@ -102,7 +102,7 @@ def run(cfg: DictConfig) -> dict:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = build_model(cfg, task)
-    model.check_iters(cfg.train.max_iters)
+    model.check_iters(cfg.train.iters)
 
     run_dir = new_run_dir(cfg, task.name)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -127,7 +127,7 @@ def run(cfg: DictConfig) -> dict:
     save_checkpoint(model, cfg, run_dir / "model.pt")
 
     t0 = time.perf_counter()
-    results = evaluation.evaluate(model, task, test_sets, cfg.eval.max_iters, cfg.train.max_iters, cfg.eval.batch_size, device)
+    results = evaluation.evaluate(model, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device)
     eval_s = time.perf_counter() - t0
     results.update(
         task=task.name, model=model.name, parameters=n_params, seed=cfg.seed, train_size=cfg.size.train, device=str(device),
@@ -135,10 +135,10 @@ def run(cfg: DictConfig) -> dict:
         seconds=dict(generation=round(generation_s, 2), train=round(train_s, 2), eval=round(eval_s, 2)),
     )
     (run_dir / "eval.json").write_text(json.dumps(results, indent=1))
-    print(evaluation.format_table(results, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.max_iters} iterations)"))
+    print(evaluation.format_table(results, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.iters} iterations)"))
     # Layer similarity for every model with a bank; folding and the folded model's accuracy for
     # those that learned their coefficients (lsm.json, fold.json).
-    sharing = analyse_run(model, task, test_sets, cfg.eval.max_iters, cfg.train.max_iters, cfg.eval.batch_size, device,
+    sharing = analyse_run(model, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device,
                           cfg.eval.fold_threshold, run_dir, before=results)
     if sharing["fold"]:
         report = sharing["fold"]["report"]

@@ -150,7 +150,7 @@ class FoldedNet(IteratedBlockNet):
 
     The projection and head are copies of the original's modules. The interface is the one the
     evaluator and the trainer use: ``forward``, ``iter_logits``, ``run``, ``initial_state``,
-    ``head``, ``check_iters``, ``max_iters``, ``name``, ``spec``.
+    ``head``, ``check_iters``, ``iteration_limit``, ``name``, ``spec``.
     """
 
     def __init__(
@@ -165,7 +165,7 @@ class FoldedNet(IteratedBlockNet):
         recall_weights: torch.Tensor | None = None,
         recall_index: torch.Tensor | None = None,
         recall_scales: torch.Tensor | None = None,
-        max_iters: int | None = None,
+        iteration_limit: int | None = None,
     ):
         super().__init__(spec, name)
         positions = len(block_index)
@@ -174,7 +174,7 @@ class FoldedNet(IteratedBlockNet):
                              f"got {tuple(block_index.shape)} and {tuple(block_scales.shape)}.")
         if (recall_weights is None) != (recall_index is None) or (recall_index is None) != (recall_scales is None):
             raise ValueError("recall_weights, recall_index and recall_scales must be given together or not at all.")
-        self.depth, self._max_iters = positions, max_iters
+        self.depth, self._iteration_limit = positions, iteration_limit
         self.projection, self.head = projection, head
         self.block_weights = nn.Parameter(block_weights)  # (G, w, w, *kernel): the distinct block weights
         self.block_scales = nn.Parameter(block_scales)  # (positions, 4)
@@ -187,9 +187,9 @@ class FoldedNet(IteratedBlockNet):
             self.register_buffer("recall_index", recall_index.long())  # (positions,) into recall_weights
 
     @property
-    def max_iters(self) -> int | None:
+    def iteration_limit(self) -> int | None:
         """The most iterations this network has weights for (``None``: its last loop runs on)."""
-        return self._max_iters
+        return self._iteration_limit
 
     def position_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every position's scaled weights: block ``(P, 4, w, w, *k)``, recall ``(P, w, w + C, *k)`` or None."""
@@ -288,7 +288,7 @@ def fold(model: RecurrentConvNet, threshold: float = 0.99) -> tuple[FoldedNet, F
     Extra iterations. Iteration t runs position min(t, depth - 1), as in the original, so
     iterations past the trained depth are spent in the last loop, with its last scales and last
     recall conv: with exactly parallel rows the folded network equals the original at every
-    iteration count. It can run on (``max_iters`` None) when the original could or when its
+    iteration count. It can run on (``iteration_limit`` None) when the original could or when its
     last loop spans at least two positions.
 
     Returns ``(folded, report)``; the folded network lives on the model's device and dtype.
@@ -339,13 +339,13 @@ def fold(model: RecurrentConvNet, threshold: float = 0.99) -> tuple[FoldedNet, F
         errors += [_relative_error(recall_stack[p], float(recall_scales[p]), recall_stack[recall_reps[g]]) for p, g in enumerate(groups)]
         recall = (recall_stack[recall_reps].clone(), recall_index, recall_scales)
 
-    extendable = model.max_iters is None or len(loops[-1]) > 1
+    extendable = model.iteration_limit is None or len(loops[-1]) > 1
     dtype, device = mixed.dtype, mixed.device
     folded = FoldedNet(
         model.spec, f"{model.name}-folded", copy.deepcopy(model.projection), copy.deepcopy(model.head),
         block_weights, block_index.to(device), block_scales.to(device, dtype),
         *((recall[0], recall[1].to(device), recall[2].to(device, dtype)) if recall else (None, None, None)),
-        max_iters=None if extendable else depth,
+        iteration_limit=None if extendable else depth,
     )
     folded.train(model.training)
     report = FoldReport(
@@ -404,7 +404,7 @@ def analyse_run(
     model: nn.Module,
     task: Task,
     test_sets: dict[int, torch.utils.data.TensorDataset],
-    eval_max_iters: int,
+    eval_iters: int,
     train_iters: int,
     batch_size: int,
     device: torch.device,
@@ -417,7 +417,7 @@ def analyse_run(
     ``lsm.json``: ``{bank: {"lsm", "coefficients", "learned", "layers_per_position"}}``.
     ``fold.json``: the folded model's ``evaluate`` result (``iterations``, ``train_iters``,
     ``accuracy``, ``summary``: the format of ``eval.json``, on the same test sets and up to the
-    same ``eval_max_iters``, so its loops run past the training depth) plus ``model``, ``report``
+    same ``eval_iters``, so its loops run past the training depth) plus ``model``, ``report``
     (``FoldReport.to_dict()``) and ``comparison`` (per size, accuracy before/after at the training
     depth and at the best iteration). ``before`` is the original model's ``evaluate`` result;
     if omitted it is computed here.
@@ -433,13 +433,13 @@ def analyse_run(
     folded, report = fold(model, threshold)
     folded.to(device)
     if before is None:
-        before = evaluate(model, task, test_sets, eval_max_iters, train_iters, batch_size, device)
-    if not report.merged and model.max_iters == folded.max_iters:
+        before = evaluate(model, task, test_sets, eval_iters, train_iters, batch_size, device)
+    if not report.merged and model.iteration_limit == folded.iteration_limit:
         # Every weight kept its own tensor with scale 1: the folded network computes exactly what
         # the original does, so its accuracy is the original's and need not be measured again.
         after = {k: before[k] for k in ("iterations", "train_iters", "accuracy", "summary")}
     else:
-        after = evaluate(folded, task, test_sets, eval_max_iters, train_iters, batch_size, device)
+        after = evaluate(folded, task, test_sets, eval_iters, train_iters, batch_size, device)
     result["fold"] = dict(after, model=folded.name, report=report.to_dict(), comparison=_compare(before, after))
     (run_dir / "fold.json").write_text(json.dumps(result["fold"], indent=1))
     return result

@@ -1,6 +1,6 @@
 """Training with the progressive loss of Deep Thinking networks (Bansal et al., 2022).
 
-    L = (1 - alpha) * CE(logits after max_iters) + alpha * CE(progressive)
+    L = (1 - alpha) * CE(logits after iters) + alpha * CE(progressive)
 
 Progressive term: run n iterations without gradient, detach the features, run k more with
 gradient, score the output. The reference draws n ~ U[0, m-1] and then k ~ U[1, m-n], which makes
@@ -37,14 +37,14 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, valid: tor
     return (per_position * valid).sum() / valid.sum().clamp_min(1)
 
 
-def draw_progressive_split(max_iters: int, generator: torch.Generator, detach_extra: int = 0) -> tuple[int, int]:
+def draw_progressive_split(iters: int, generator: torch.Generator, detach_extra: int = 0) -> tuple[int, int]:
     """(n, k): n detached iterations then k with gradient.
 
-    n + k is uniform on [1, max_iters], then ``detach_extra`` > 0 adds U[0, detach_extra] more
+    n + k is uniform on [1, iters], then ``detach_extra`` > 0 adds U[0, detach_extra] more
     detached iterations in front: the model then also learns to hold a solved state beyond
-    max_iters (against "overthinking"), at the price of cheap no-grad iterations only.
+    iters (against "overthinking"), at the price of cheap no-grad iterations only.
     """
-    total = int(torch.randint(1, max_iters + 1, (1,), generator=generator))
+    total = int(torch.randint(1, iters + 1, (1,), generator=generator))
     n = int(torch.randint(0, total, (1,), generator=generator))
     extra = int(torch.randint(0, detach_extra + 1, (1,), generator=generator)) if detach_extra > 0 else 0
     return n + extra, total - n
@@ -92,9 +92,9 @@ def fit(
     total = cfg.epochs * len(loader)
     warmup = min(cfg.warmup_steps, total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
-    m = cfg.max_iters
+    m = cfg.iters
     # A fixed-depth model (feed-forward) has no iterations past its depth to learn holding in.
-    detach_extra = cfg.detach_extra if getattr(model, "max_iters", None) is None else 0
+    detach_extra = cfg.detach_extra if getattr(model, "iteration_limit", None) is None else 0
     model.to(device).train()
     records: list[dict] = []
     metrics_file = open(metrics_path, "a") if metrics_path else None
@@ -131,7 +131,7 @@ def fit(
                 batches += 1
                 loss_window += loss.item()
                 log_now = step % cfg.log_every == 0 or step == total
-                # Training accuracy at max_iters: free when the full term was computed; with
+                # Training accuracy at iters: free when the full term was computed; with
                 # alpha = 1 it costs an extra pass, so it is then measured on logged steps only.
                 if logits_full is not None or log_now:
                     with torch.no_grad():

@@ -9,8 +9,8 @@ import benchmark.config  # noqa: F401  (registers the structured-config schemas)
 
 # Seconds, not minutes: a few dozen samples, one epoch, a handful of iterations.
 TINY = [
-    "size.n_train=64", "size.n_test=16", "train.epochs=1", "train.batch_size=16", "train.max_iters=3",
-    "train.warmup_steps=2", "train.log_every=2", "eval.max_iters=5", "progress=false",
+    "size.n_train=64", "size.n_test=16", "train.epochs=1", "train.batch_size=16", "train.iters=3",
+    "train.warmup_steps=2", "train.log_every=2", "eval.iters=5", "progress=false",
 ]
 
 

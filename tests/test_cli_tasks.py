@@ -39,7 +39,7 @@ def test_every_task_runs_end_to_end(make_cfg, task):
     sizes = {str(s) for s in (cfg.size.train, *cfg.size.test)}
     assert saved["task"] == task and set(saved["accuracy"]) == sizes and set(saved["summary"]) == sizes
     for acc in saved["accuracy"].values():
-        assert len(acc) == cfg.eval.max_iters == 5
+        assert len(acc) == cfg.eval.iters == 5
         assert all(0.0 <= a <= 1.0 for a in acc)
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 1
 
@@ -62,10 +62,10 @@ def test_command_line_choices_win_over_task_defaults(order):
     cfg = _compose(*overrides)
     choices = cfg.hydra.runtime.choices
     assert (choices.train, choices.eval, choices.size) == ("cpu", "default", "train32_test128")
-    assert cfg.train.max_iters == 20 and cfg.train.detach_extra == 20 and list(cfg.size.test) == [128]  # train/cpu.yaml
+    assert cfg.train.iters == 20 and cfg.train.detach_extra == 20 and list(cfg.size.test) == [128]  # train/cpu.yaml
     # Single values override the task's default config, which stays in force for the rest.
     cfg = _compose("task=prefix_sums", "train.epochs=3")
-    assert cfg.train.epochs == 3 and cfg.train.alpha == 1.0 and cfg.train.max_iters == 30
+    assert cfg.train.epochs == 3 and cfg.train.alpha == 1.0 and cfg.train.iters == 30
 
 
 @pytest.mark.parametrize("name", ["prefix_sums", "shortest_path"])

@@ -54,18 +54,18 @@ def test_extra_iterations_reuse_the_last_position():
 
 def test_recurrent_model_is_the_degenerate_setting_of_the_same_code():
     model = RecurrentConvNet(SPECS[2], name="recurrent", width=8, depth=1, templates=None)
-    assert model.max_iters is None and not model.bank.learns_coefficients
+    assert model.iteration_limit is None and not model.bank.learns_coefficients
     assert model.bank.num_templates == 4  # one weight per conv of the block, no mixing
 
 
 def test_feedforward_cannot_extrapolate():
     model = FeedForwardNet(SPECS[2], width=8, depth=5)
-    assert model.max_iters == 5
+    assert model.iteration_limit == 5
     model(_input(2), 5)
     with pytest.raises(ValueError, match="cannot run 6 iterations"):
         model(_input(2), 6)
     shared = RecurrentConvNet(SPECS[2], width=8, depth=5, templates=2)
-    assert shared.max_iters is None
+    assert shared.iteration_limit is None
     # Same layers: the shared model differs only in its bank (5*4 weights from 2 templates).
     n_ff, n_shared = (sum(p.numel() for p in m.parameters()) for m in (model, shared))
     assert n_ff - n_shared == (20 - 2) * 8 * 8 * 9 - 20 * 2

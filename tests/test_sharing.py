@@ -164,7 +164,7 @@ def test_regulariser_in_training_raises_similarity():
 
     task = MazeTask()
     data = task.dataset(9, 48, seed=0)
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.02, warmup_steps=1, max_iters=3, log_every=100)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.02, warmup_steps=1, iters=3, log_every=100)
     similarity, mean_lsm = {}, {}
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
@@ -184,7 +184,7 @@ def test_one_template_folds_into_one_loop_of_one_weight(dims):
     folded, report = fold(model)
     assert report.num_loops == 1 and report.loops[0]["positions"] == [0, 1, 2, 3]
     assert report.block_weights_before == 16 and report.block_weights_after == 1 == len(folded.block_weights)
-    assert report.extendable and folded.max_iters is None
+    assert report.extendable and folded.iteration_limit is None
     assert report.max_relative_error < 1e-5
     assert_same_outputs(model, folded, dims, [1, 2, 3, 4, 7])  # 7: past the trained depth
 
@@ -208,14 +208,14 @@ def test_orthogonal_rows_fold_nothing_and_stay_exact(dims):
     folded, report = fold(model)
     assert [loop["positions"] for loop in report.loops] == [[0], [1], [2]]
     assert report.block_weights_after == report.block_weights_before == 12
-    assert folded.max_iters is None  # the original reuses its last position, and so does the fold
+    assert folded.iteration_limit is None  # the original reuses its last position, and so does the fold
     assert_same_outputs(model, folded, dims, [1, 2, 3, 5])
 
 
 def test_unshared_feedforward_keeps_its_depth_limit():
     model = net(2, 3, None)  # the feed-forward baseline: fixed identity rows, no extra iterations
     folded, report = fold(model)
-    assert report.num_loops == 3 and not report.extendable and folded.max_iters == 3
+    assert report.num_loops == 3 and not report.extendable and folded.iteration_limit == 3
     assert_same_outputs(model, folded, 2, [1, 2, 3])
     with pytest.raises(ValueError, match="cannot run 4 iterations"):
         folded(inputs(2), 4)
@@ -227,7 +227,7 @@ def test_depth_one_block_folds_parallel_slots():
     folded, report = fold(model)
     assert report.loops[0]["block_weights"] == [0, 1, 0, 0]
     assert report.loops[0]["block_scales"] == [pytest.approx([1.0, 1.0, -2.0, 0.5])]
-    assert report.block_weights_after == 2 and folded.max_iters is None
+    assert report.block_weights_after == 2 and folded.iteration_limit is None
     assert_same_outputs(model, folded, 2, [1, 2, 6])
 
 
@@ -292,7 +292,7 @@ def test_analyse_run_writes_lsm_and_fold_then_plots(tmp_path):
     model = net(2, 2, 2)
     device = torch.device("cpu")
     before = evaluate(model, task, test_sets, 5, 3, 4, device)
-    result = analyse_run(model, task, test_sets, eval_max_iters=5, train_iters=3, batch_size=4, device=device,
+    result = analyse_run(model, task, test_sets, eval_iters=5, train_iters=3, batch_size=4, device=device,
                          threshold=0.99, run_dir=tmp_path, before=before)
 
     lsm = json.loads((tmp_path / "lsm.json").read_text())

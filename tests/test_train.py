@@ -41,7 +41,7 @@ def test_fit_learns_and_logs(tmp_path):
     task = MazeTask()
     data = task.dataset(5, 256, seed=0)
     model = RecurrentConvNet(task.spec, width=16, templates=2)
-    cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-2, warmup_steps=5, max_iters=6, alpha=1.0, log_every=8)
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-2, warmup_steps=5, iters=6, alpha=1.0, log_every=8)
     records = fit(model, task, data, cfg, torch.device("cpu"), metrics_path=tmp_path / "m.jsonl", progress=False)
     assert len((tmp_path / "m.jsonl").read_text().splitlines()) == len(records) == 6
     assert records[-1]["loss"] < 0.9 * records[0]["loss"]  # it learns (loss 0.71 -> 0.58 when measured)
@@ -51,7 +51,7 @@ def test_fit_learns_and_logs(tmp_path):
 def test_training_is_reproducible_on_cpu():
     task = MazeTask()
     data = task.dataset(5, 64, seed=0)
-    cfg = TrainConfig(epochs=1, batch_size=16, max_iters=4, warmup_steps=1, log_every=100)
+    cfg = TrainConfig(epochs=1, batch_size=16, iters=4, warmup_steps=1, log_every=100)
     states = []
     for _ in range(2):
         torch.manual_seed(3)
