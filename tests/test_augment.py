@@ -101,3 +101,16 @@ def test_to_float_scales_and_normalises_per_channel():
     out = to_float(images, mean, std)
     assert out.dtype == torch.float32 and out.shape == (1, 2, 1, 2)
     torch.testing.assert_close(out, torch.tensor([[[[-1.0, 1.0]], [[0.0, 2.0]]]]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_the_gpu_with_a_gpu_generator():
+    x = batch().cuda()
+    a = augment(x, torch.Generator(device="cuda").manual_seed(5), padding=2, flip=True, cutout=0)
+    b = augment(x, torch.Generator(device="cuda").manual_seed(5), padding=2, flip=True, cutout=0)
+    assert a.device == x.device and torch.equal(a, b)
+    found = identify(x.cpu(), a.cpu(), padding=2, flips=(False, True))
+    assert {f for _, _, f in found} == {False, True}
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, device="cuda")
+    assert to_float(images, torch.full((3,), 0.5), torch.full((3,), 0.25)).device == images.device
