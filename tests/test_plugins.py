@@ -146,3 +146,15 @@ def test_plugin_registers_its_gymnasium_env(parity):
     answer = np.full(10, int((obs[0] > 0).sum()) % 2, dtype=np.int64)
     _, reward, terminated, _, info = env.step(answer)
     assert (reward, terminated, info) == (1.0, True, {"correct": True})
+
+
+def test_unregistered_plugin_task_is_refused_before_training(make_cfg, tmp_path, monkeypatch):
+    """Importable but not registered (no entry point): its checkpoint could not be loaded, so the
+    run is refused before anything is written, not after training."""
+    from benchmark.run import run
+
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    cfg = make_cfg("task=maze", "task._target_=algoreason_parity.ParityTask", "~task.rendering", "size=train8_test16")
+    with pytest.raises(ConfigError, match="algoreason_parity.task.ParityTask is not registered.*algoreason.tasks"):
+        run(cfg)
+    assert not (tmp_path / "results").exists()
