@@ -99,7 +99,7 @@ def _size_of(task: Task, shape: tuple[int, ...]) -> int:
             continue
         if tuple(task.shape(size)) == tuple(shape):
             return size
-    raise ConfigError(f"no {task.name} size has puzzles of spatial shape {tuple(shape)}.")
+    raise ConfigError(f"--data: no {task.name} size has puzzles of spatial shape {tuple(shape)}.")
 
 
 def _external_data(task: Task, path: Path) -> tuple[int, torch.utils.data.TensorDataset, str]:

@@ -143,7 +143,9 @@ class Task(ABC):
                             f"targets (n, {', '.join(map(str, sol.shape))}), got {inputs.shape} and {targets.shape}.")
         # Vectorised Box/MultiDiscrete membership over the n puzzles (NaN fails every comparison).
         if not (np.isfinite(inputs).all() and (inputs >= obs.low).all() and (inputs <= obs.high).all()):
-            raise TaskError(f"{self.name} inputs must be finite and lie in [{obs.low.min()}, {obs.high.max()}].")
+            low, high = float(obs.low.min()), float(obs.high.max())
+            bounds = f" and lie in [{low}, {high}]" if np.isfinite([low, high]).all() else ""
+            raise TaskError(f"{self.name} inputs must be finite{bounds}.")
         if not ((targets >= 0).all() and (targets < sol.nvec).all()):
             raise TaskError(f"{self.name} targets must be class indices in [0, {int(sol.nvec.max()) - 1}].")
 
