@@ -13,6 +13,9 @@ classes through Python entry points in its own ``pyproject.toml``::
 
 (``algoreason.models`` for models). Installing the package makes them loadable; nothing in this
 repository is edited.
+
+This is the one list of classes besides the configs' ``_target_``s, and it is kept on purpose:
+a config is the user's own input, a checkpoint is a file that may come from anyone.
 """
 
 from __future__ import annotations
@@ -66,9 +69,14 @@ def resolve(kind: str, name: str) -> type:
 
 def name_of(kind: str, cls: type) -> str:
     """The registered name of ``cls``; ``ConfigError`` if it is not registered (so it could not be loaded)."""
-    for name in registered(kind):
-        if resolve(kind, name) is cls:
-            return name
+    table = registered(kind)
+    own = f"{cls.__module__}:{cls.__qualname__}"
+    for name in sorted(table, key=lambda n: table[n] != own):  # the entry naming cls's own path first
+        try:
+            if resolve(kind, name) is cls:
+                return name
+        except (ImportError, AttributeError, ConfigError):  # another plugin's broken entry is not cls
+            continue
     raise ConfigError(f"{kind} class {cls.__module__}.{cls.__qualname__} is not registered: add it to "
                       f"benchmark.registry or to the {GROUPS[kind]!r} entry-point group of its package.")
 
