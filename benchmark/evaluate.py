@@ -71,49 +71,11 @@ def format_table(results: dict, title: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Re-evaluate a finished run's checkpoint on other sizes or iteration counts:
+    """``python -m benchmark.evaluate RUN_DIR (--sizes S ... | --data FILE.npz) [--iters T] [--n N]``:
+    re-score a finished run's checkpoint (see ``benchmark.evaluate_cli``)."""
+    from benchmark.evaluate_cli import main as cli_main  # imported late: the CLI imports this module
 
-        python -m benchmark.evaluate RUN_DIR --sizes 33 59 --iters 300 --n 200
-
-    Writes ``eval_<sizes>_<iters>.json`` (the format of eval.json) into the run directory.
-    """
-    import argparse
-    import json
-    from pathlib import Path
-
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from benchmark.checkpoint import load_checkpoint
-    from benchmark.config import data_seeds
-    from tasks.base import TaskError
-
-    parser = argparse.ArgumentParser(description="Evaluate a run's checkpoint on other test sizes.")
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--sizes", type=int, nargs="+", required=True, help="test sizes of the run's task")
-    parser.add_argument("--iters", type=int, default=100, help="test-time iterations (all of 1..iters are scored)")
-    parser.add_argument("--n", type=int, default=1000, help="test samples per size")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
-    if not (args.run_dir / "model.pt").is_file():
-        parser.error(f"{args.run_dir} has no model.pt: give the directory of a finished run.")
-    if args.iters < 1 or args.n < 1:
-        parser.error("--iters and --n must be positive integers.")
-    model, ckpt = load_checkpoint(args.run_dir / "model.pt", map_location=args.device)
-    task = instantiate(OmegaConf.create(ckpt["task"]))
-    cfg = OmegaConf.load(args.run_dir / "config.yaml")
-    try:
-        # Test data as the run made it: its first n samples are the run's own test samples.
-        test_sets = {s: task.dataset(s, args.n, seed=data_seeds(cfg.seed)[1]) for s in args.sizes}
-    except TaskError as err:
-        parser.error(str(err))
-    device = torch.device(args.device)
-    results = evaluate(model.to(device), task, test_sets, args.iters, cfg.train.iters, args.batch_size, device)
-    name = f"eval_{'-'.join(map(str, args.sizes))}_{args.iters}.json"
-    (args.run_dir / name).write_text(json.dumps(results, indent=1))
-    print(format_table(results, title=f"{args.run_dir} ({args.n} samples per size)"))
-    print(f"written {args.run_dir / name}")
+    cli_main(argv)
 
 
 if __name__ == "__main__":

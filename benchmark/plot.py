@@ -17,6 +17,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from benchmark.fileio import atomic_path  # noqa: E402
+
+
+def save_figure(fig: matplotlib.figure.Figure, path: Path) -> None:
+    """Write ``fig`` atomically (its format from ``path``'s suffix) and close it."""
+    try:
+        with atomic_path(path) as tmp:  # tmp ends in .tmp, so the format is named explicitly
+            fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+
 
 def extrapolation_frame(eval_json: dict) -> pd.DataFrame:
     """Long table (size, iteration, accuracy) from one run's eval.json."""
@@ -45,8 +56,7 @@ def plot_extrapolation(eval_json: dict, path: Path, fold_json: dict | None = Non
     ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy", title=title)
     ax.legend(title="test size" if fold_json is None else None, loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -59,8 +69,7 @@ def plot_training(metrics: list[dict], path: Path) -> Path:
     sns.lineplot(data=frame, x="step", y="train_acc", ax=axes[1])
     axes[1].set(ylim=(-0.02, 1.02), ylabel="training accuracy (exact match)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -87,8 +96,7 @@ def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | No
                 ax.axvline(edge, color="white", linewidth=0.6)
         ax.set(title=f"LSM of {name}", xlabel="layer", ylabel="layer")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

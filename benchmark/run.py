@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import evaluate as evaluation
-from benchmark.checkpoint import save_checkpoint
+from benchmark.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.config import ConfigError, check_config, data_seeds, size_name
 from benchmark.sharing import analyse_run, loop_penalty
 from benchmark.train import fit
@@ -103,6 +103,7 @@ def run(cfg: DictConfig) -> dict:
     seed_everything(cfg.seed)
     model = build_model(cfg, task)
     model.check_iters(cfg.train.iters)
+    checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
 
     run_dir = new_run_dir(cfg, task.name)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

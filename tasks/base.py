@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from gymnasium import spaces
+
+from benchmark.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ class Task(ABC):
         """``generate`` wrapped as tensors, cached under ``cache_dir`` when one is given.
 
         The cache file name hashes everything that determines the bytes (task, options, size,
-        count, seed, generator version). A file that fails to load or has the wrong shape is
-        regenerated and replaced atomically, never trusted.
+        count, seed, generator version). A file is trusted only if it loads without pickle, its
+        stored sha256 matches its arrays and they pass ``check_arrays``; any other file is
+        regenerated and replaced atomically.
         """
         if cache_dir is None:
             inputs, targets = self.generate(size, n, seed)
@@ -129,29 +131,51 @@ class Task(ABC):
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return f"{self.name}-{size}-{n}-{seed}-{digest}"
 
+    def check_arrays(self, size: int, inputs: np.ndarray, targets: np.ndarray) -> None:
+        """Raise ``TaskError`` (one sentence) unless ``inputs``/``targets`` are ``n >= 0`` puzzles of
+        ``size`` in this task's format: float32 ``(n, C, *S)`` inside ``observation_space(size)``
+        (finite) and int64 ``(n, *S)`` inside ``solution_space(size)``."""
+        obs, sol = self.observation_space(size), self.solution_space(size)
+        if inputs.dtype != np.float32 or targets.dtype != np.int64:
+            raise TaskError(f"{self.name} inputs must be float32 and targets int64, got {inputs.dtype} and {targets.dtype}.")
+        if inputs.shape[1:] != obs.shape or targets.shape != (inputs.shape[0], *sol.shape):
+            raise TaskError(f"{self.name} puzzles of size {size} need inputs (n, {', '.join(map(str, obs.shape))}) and "
+                            f"targets (n, {', '.join(map(str, sol.shape))}), got {inputs.shape} and {targets.shape}.")
+        # Vectorised Box/MultiDiscrete membership over the n puzzles (NaN fails every comparison).
+        if not (np.isfinite(inputs).all() and (inputs >= obs.low).all() and (inputs <= obs.high).all()):
+            low, high = float(obs.low.min()), float(obs.high.max())
+            bounds = f" and lie in [{low}, {high}]" if np.isfinite([low, high]).all() else ""
+            raise TaskError(f"{self.name} inputs must be finite{bounds}.")
+        if not ((targets >= 0).all() and (targets < sol.nvec).all()):
+            raise TaskError(f"{self.name} targets must be class indices in [0, {int(sol.nvec.max()) - 1}].")
+
     def _cached(self, cache_dir: Path, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         self.check_size(size)
         path = cache_dir / f"{self.cache_key(size, n, seed)}.npz"
-        shape = self.shape(size)
         if path.exists():
             try:
                 with np.load(path, allow_pickle=False) as f:
-                    inputs, targets = f["inputs"], f["targets"]
-                if (inputs.shape == (n, self.spec.in_channels, *shape) and targets.shape == (n, *shape)
-                        and inputs.dtype == np.float32 and targets.dtype == np.int64):
-                    return inputs, targets
-                log.warning("cache file %s has the wrong shape or dtype; regenerating it", path)
-            except Exception as err:  # any unreadable file is treated the same: regenerate
-                log.warning("cache file %s is unreadable (%s); regenerating it", path, err)
+                    inputs, targets, checksum = f["inputs"], f["targets"], str(f["checksum"])
+                if len(inputs) != n:
+                    raise TaskError(f"{len(inputs)} samples instead of {n}")
+                # The stored digest catches any change to the bytes; the range checks catch a file
+                # whose digest was rewritten with it (NaN inputs, out-of-range targets).
+                if checksum != _checksum(inputs, targets):
+                    raise TaskError("its checksum does not match its arrays")
+                self.check_arrays(size, inputs, targets)
+                return inputs, targets
+            except Exception as err:  # any unreadable or untrustworthy file is treated the same: regenerate
+                log.warning("cache file %s is not trusted (%s); regenerating it", path, err)
         inputs, targets = self.generate(size, n, seed)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        # Write to a temporary file and rename, so a crash never leaves a half-written cache.
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, inputs=inputs, targets=targets)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, lambda f: np.savez(f, inputs=inputs, targets=targets, checksum=_checksum(inputs, targets)), mode="wb")
         return inputs, targets
+
+
+def _checksum(inputs: np.ndarray, targets: np.ndarray) -> str:
+    """sha256 of both arrays' shapes, dtypes and bytes: stored beside them in a cache file."""
+    digest = hashlib.sha256()
+    for array in (inputs, targets):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

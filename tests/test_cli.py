@@ -46,7 +46,7 @@ def test_command_line_run_writes_a_complete_run_directory(tmp_path):
 
     # Re-evaluation of the checkpoint from the command line reproduces the run's own figures.
     evaluate_main([str(run_dir), "--sizes", "15", "--iters", "5", "--n", "16", "--device", "cpu"])
-    again = json.loads((run_dir / "eval_15_5.json").read_text())
+    again = json.loads((run_dir / "eval_sizes15_iters5_n16.json").read_text())
     assert again["accuracy"]["15"] == pytest.approx(results["accuracy"]["15"])
     with pytest.raises(SystemExit):
         evaluate_main([str(run_dir), "--sizes", "8"])  # an even maze size

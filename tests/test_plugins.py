@@ -1,11 +1,13 @@
 """An outside task plugin (tests/plugin_example, a pip-installable package) found through Hydra's
 own plugin mechanism: its SearchPathPlugin puts its configs on the search path, so
-``python -m benchmark task=parity`` works without editing this repo."""
+``python -m benchmark task=parity`` works without editing this repo; its ``algoreason.tasks``
+entry point lets a parity checkpoint name its task (benchmark.registry)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -14,9 +16,17 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
+import torch
 import yaml
 from gymnasium.utils.env_checker import check_env
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the dev extra installs tomli on Python 3.10
+    import tomli as tomllib
+
+from benchmark.checkpoint import load_checkpoint
+from benchmark.config import ConfigError
 from conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,8 +34,22 @@ PLUGIN = REPO / "tests" / "plugin_example"
 BUILT_IN = ("maze", "prefix_sums", "shortest_path")
 
 
+def _metadata(dest: Path) -> Path:
+    """What ``pip install ./tests/plugin_example`` records of the plugin for importlib.metadata (a
+    dist-info directory with its entry points), made from its own pyproject.toml; on sys.path
+    beside the plugin's source, it stands for the installed package."""
+    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
+    info = dest / f"algoreason_parity-{project['version']}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in points.items())
+        for group, points in project["entry-points"].items()))
+    return dest
+
+
 def _cli(tmp_path: Path, *overrides: str, plugin: bool) -> subprocess.CompletedProcess:
-    path = [str(PLUGIN)] if plugin else []
+    path = [str(PLUGIN), str(_metadata(tmp_path / "site"))] if plugin else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([*path, str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     cmd = [sys.executable, "-m", "benchmark", f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}", *overrides]
@@ -43,7 +67,7 @@ def _available_tasks(stderr: str) -> set[str]:
     return set(options)
 
 
-def test_plugin_task_runs_from_the_command_line(tmp_path):
+def test_plugin_task_runs_from_the_command_line(tmp_path, monkeypatch):
     proc = _cli(tmp_path, "task=parity", "size.train=8", "size.test=[12]", "run_id=p", *TINY, plugin=True)
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "results" / "parity" / "train8_test12" / "shared" / "p"
@@ -57,6 +81,18 @@ def test_plugin_task_runs_from_the_command_line(tmp_path):
     assert set(results["accuracy"]) == {"8", "12"}
     assert all(len(acc) == 5 and all(0.0 <= a <= 1.0 for a in acc) for acc in results["accuracy"].values())
     assert "best iter" in proc.stdout
+
+    # The checkpoint names the task by its registered name; it loads where the plugin is installed...
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    model, ckpt = load_checkpoint(run_dir / "model.pt")
+    assert (ckpt.task_name, ckpt.task_args, type(ckpt.task).__name__) == ("parity", {"density": 0.5}, "ParityTask")
+    x, y = ckpt.task.generate(12, 4, seed=3)
+    assert model(torch.from_numpy(x), 5).shape == (4, 2, 12)
+    # ...and is refused, in one sentence, where it is not: the file cannot name the class itself.
+    shutil.rmtree(tmp_path / "site")
+    with pytest.raises(ConfigError, match="unknown task class 'parity'.*algoreason.tasks"):
+        load_checkpoint(run_dir / "model.pt")
 
 
 def test_plugin_task_is_unknown_without_the_plugin(tmp_path):
@@ -110,3 +146,15 @@ def test_plugin_registers_its_gymnasium_env(parity):
     answer = np.full(10, int((obs[0] > 0).sum()) % 2, dtype=np.int64)
     _, reward, terminated, _, info = env.step(answer)
     assert (reward, terminated, info) == (1.0, True, {"correct": True})
+
+
+def test_unregistered_plugin_task_is_refused_before_training(make_cfg, tmp_path, monkeypatch):
+    """Importable but not registered (no entry point): its checkpoint could not be loaded, so the
+    run is refused before anything is written, not after training."""
+    from benchmark.run import run
+
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    cfg = make_cfg("task=maze", "task._target_=algoreason_parity.ParityTask", "~task.rendering", "size=train8_test16")
+    with pytest.raises(ConfigError, match="algoreason_parity.task.ParityTask is not registered.*algoreason.tasks"):
+        run(cfg)
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,190 @@
+"""``python -m benchmark.evaluate RUN_DIR ...``: re-score a finished run's checkpoint.
+
+    python -m benchmark.evaluate RUN_DIR --sizes 33 59 --iters 300 --n 200
+    python -m benchmark.evaluate RUN_DIR --data mazes.npz --iters 300
+
+``--sizes`` regenerates test sets of the run's task (its first ``n`` samples are the run's own
+test samples); ``--data`` scores an external ``.npz`` file holding exactly the arrays ``inputs``
+(float, ``(N, C, *S)``) and ``targets`` (integer, ``(N, *S)``) in the task's format, e.g. mazes
+from another generator. Either writes the per-iteration table and JSON of ``eval.json`` into
+the run directory, under a name holding every setting that changes the numbers, so reruns with
+other settings never overwrite each other.
+
+Every check runs before anything is computed or written; a user error ends with one sentence
+on stderr and exit status 2. Nothing read from the run directory chooses code: the checkpoint
+names registered classes only, and ``config.yaml`` is read as plain YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import torch
+import yaml
+
+from benchmark import registry
+from benchmark.checkpoint import Checkpoint, load_checkpoint
+from benchmark.config import ConfigError, data_seeds
+from benchmark.evaluate import evaluate, format_table
+from benchmark.fileio import write_json
+from tasks.base import Task, TaskError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """argparse's own errors (unknown flags, non-integers) as one line and exit 2."""
+        self.exit(2, f"error: {message}.\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m benchmark.evaluate", description="Evaluate a run's checkpoint on other test sizes or on an external dataset.")
+    parser.add_argument("run_dir", type=Path, help="a finished run's directory (model.pt and config.yaml)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sizes", type=int, nargs="+", help="test sizes of the run's task, generated from the run's test seed")
+    what.add_argument("--data", type=Path, help="an .npz file with arrays 'inputs' and 'targets' in the task's format")
+    parser.add_argument("--iters", type=int, default=100, help="test-time iterations (all of 1..iters are scored)")
+    parser.add_argument("--n", type=int, default=1000, help="test samples per size (with --sizes)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
+    return parser
+
+
+def _device(name: str) -> torch.device:
+    from benchmark.run import pick_device  # the one place devices are chosen
+
+    device = pick_device(name)
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name!r} names a GPU that is not there ({torch.cuda.device_count()} visible).")
+    return device
+
+
+def _run_config(run_dir: Path) -> dict:
+    """The few plain fields of ``config.yaml`` this command needs: task target and options, seed, train.iters."""
+    path = run_dir / "config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read {path}: give the directory of a finished run ({type(err).__name__}).") from err
+    ok = (isinstance(cfg, dict) and isinstance(cfg.get("task"), dict) and isinstance(cfg.get("train"), dict)
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in (cfg.get("seed"), cfg["train"].get("iters"))))
+    if not ok or cfg["seed"] < 0 or cfg["train"]["iters"] < 1:
+        raise ConfigError(f"{path} is not a run's config: it needs a task, an integer seed >= 0 and train.iters >= 1.")
+    return cfg
+
+
+def _check_same_task(ckpt: Checkpoint, cfg: dict, run_dir: Path) -> None:
+    """The checkpoint's task (name and options) must be the one the run directory's config names."""
+    task_cfg = dict(cfg["task"])
+    target = task_cfg.pop("_target_", None)
+    name = registry.name_of_path("task", target)
+    if (name, task_cfg) != (ckpt.task_name, ckpt.task_args):
+        raise ConfigError(f"{run_dir / 'model.pt'} was trained on task {ckpt.task_name} {ckpt.task_args} but "
+                          f"{run_dir / 'config.yaml'} names task {name} {task_cfg}: the checkpoint is not this run's.")
+
+
+def _size_of(task: Task, shape: tuple[int, ...]) -> int:
+    """The size whose spatial shape is ``shape`` (the smallest, if several share it)."""
+    for size in range(1, max(shape, default=0) + 1):
+        try:
+            task.check_size(size)
+        except TaskError:
+            continue
+        if tuple(task.shape(size)) == tuple(shape):
+            return size
+    raise ConfigError(f"--data: no {task.name} size has puzzles of spatial shape {tuple(shape)}.")
+
+
+def _external_data(task: Task, path: Path) -> tuple[int, torch.utils.data.TensorDataset, str]:
+    """``(size, dataset, sha256)`` of an external ``.npz`` file, checked against the task's format."""
+    try:
+        raw = path.read_bytes()
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.files)
+            if keys != {"inputs", "targets"}:
+                raise ConfigError(f"--data {path} must hold exactly the arrays 'inputs' and 'targets', got {sorted(keys)}.")
+            inputs, targets = f["inputs"], f["targets"]
+    except ConfigError:
+        raise
+    except Exception as err:  # missing, a directory, not an npz, pickled objects: all unreadable
+        raise ConfigError(f"--data {path} is not a readable .npz file of arrays 'inputs' and 'targets' ({type(err).__name__}).") from err
+    spec = task.spec
+    if inputs.ndim != 2 + spec.dims or inputs.shape[0] < 1 or inputs.shape[1] != spec.in_channels:
+        raise ConfigError(f"--data inputs must be (N >= 1, {spec.in_channels}, {', '.join('S' * spec.dims)}) "
+                          f"for task {task.name}, got shape {inputs.shape}.")
+    if not np.issubdtype(inputs.dtype, np.floating) or not np.issubdtype(targets.dtype, np.integer):
+        raise ConfigError(f"--data inputs must be floats and targets integers, got {inputs.dtype} and {targets.dtype}.")
+    size = _size_of(task, inputs.shape[2:])
+    try:
+        # Casting cannot hide a bad value: out-of-int64 targets do not occur for class indices,
+        # and float64 inputs outside float32 become infinite, which check_arrays refuses.
+        with np.errstate(over="ignore"):
+            inputs32 = inputs.astype(np.float32)
+        task.check_arrays(size, inputs32, targets.astype(np.int64))
+    except TaskError as err:
+        raise ConfigError(f"--data {path}: {err}") from err
+    data = torch.utils.data.TensorDataset(torch.from_numpy(inputs32), torch.from_numpy(targets.astype(np.int64)))
+    return size, data, hashlib.sha256(raw).hexdigest()
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "data"
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Parse, check everything, evaluate, write; returns the results written. Raises ``ConfigError``."""
+    args = _parser().parse_args(argv)
+    for flag, value in (("--iters", args.iters), ("--n", args.n), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, got {value}.")
+    if not args.run_dir.is_dir():
+        raise ConfigError(f"{args.run_dir} is not a directory: give the directory of a finished run.")
+    if not (args.run_dir / "model.pt").is_file():
+        raise ConfigError(f"{args.run_dir} has no model.pt: give the directory of a finished run.")
+    device = _device(args.device)
+    cfg = _run_config(args.run_dir)
+    model, ckpt = load_checkpoint(args.run_dir / "model.pt", map_location="cpu")
+    _check_same_task(ckpt, cfg, args.run_dir)
+    task = ckpt.task
+
+    if args.data is not None:
+        size, data, digest = _external_data(task, args.data)
+        test_sets = {size: data}
+        name = f"eval_data-{_safe(args.data.stem)}-{digest[:12]}_iters{args.iters}.json"
+        title = f"{args.run_dir} on {args.data} ({len(data)} samples of size {size})"
+    else:
+        for size in args.sizes:
+            try:
+                task.check_size(size)
+            except TaskError as err:
+                raise ConfigError(str(err)) from err
+        sizes = list(dict.fromkeys(args.sizes))
+        # Test data as the run made it: its first n samples are the run's own test samples.
+        test_sets = {s: task.dataset(s, args.n, seed=data_seeds(cfg["seed"])[1]) for s in sizes}
+        name = f"eval_sizes{'-'.join(map(str, sizes))}_iters{args.iters}_n{args.n}.json"
+        title = f"{args.run_dir} ({args.n} samples per size)"
+
+    results = evaluate(model.to(device), task, test_sets, args.iters, cfg["train"]["iters"], args.batch_size, device)
+    results.update(task=ckpt.task_name, model=ckpt.model_args.get("name", ckpt.model_name))
+    if args.data is not None:
+        results["data"] = dict(file=str(args.data), sha256=digest, samples=len(test_sets[size]))
+    write_json(args.run_dir / name, results)
+    print(format_table(results, title=title))
+    print(f"written {args.run_dir / name}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: user errors end with one sentence on stderr and exit status 2."""
+    try:
+        run(argv)
+    except (ConfigError, TaskError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
