@@ -106,6 +106,9 @@ def register_configs() -> None:
 register_configs()
 
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeding both accept 0 .. 2**32 - 1
+# The keys of the root config (configs/config.yaml); anything else came from a typo or a removed
+# option (`+variant=...`) and would be silently ignored.
+ROOT_KEYS = ("task", "size", "model", "train", "eval", "seed", "device", "results_dir", "run_id", "cache_dir", "progress")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 # A name that becomes one directory of a run's path: letters, digits and ._+=,- only, not
 # starting with a dot (so never '.', '..' or a hidden file), no separator.
@@ -159,6 +162,9 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     ``train.iters`` iterations (``iteration_limit``). ``benchmark.run.run`` calls it before
     building anything and again with the task and model, both times before any write.
     """
+    unknown = sorted(set(cfg) - {*ROOT_KEYS, "hydra"})
+    _require(not unknown, f"the config has no key {unknown[0]!r} (a removed option or a typo?); its keys are {', '.join(ROOT_KEYS)}."
+             if unknown else "")
     size, train, evaluation, model_cfg = cfg.size, cfg.train, cfg.eval, cfg.model
     _require(_is_int(cfg.seed) and 0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, {SEED_MAX}], got {cfg.seed!r}.")
     _require(isinstance(cfg.device, str) and _DEVICE.fullmatch(cfg.device) is not None,

@@ -138,6 +138,7 @@ REFUSALS = [
     ("size.train=8", "maze size must be an odd integer >= 3"),
     ("task.rendering=fancy", "maze rendering must be 'compact' or 'e2h', got 'fancy'."),
     ("+task.colour=red", "maze takes the options rendering, got 'colour'."),
+    ("+variant=shared_k2", "the config has no key 'variant' (a removed option or a typo?)"),
 ]
 
 
