@@ -21,6 +21,7 @@ the import path of a registered class and every other field is plain.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import types
@@ -93,13 +94,19 @@ def _check_args(kind: str, cls: type, args: Any, where: str) -> dict[str, Any]:
     parameters, each of the hinted type."""
     if not isinstance(args, dict):
         raise ConfigError(f"{where}: the {kind} arguments must be a mapping of plain values, got {type(args).__name__}.")
-    params = inspect.signature(cls.__init__).parameters
+    # A task takes its options as one dataclass (``cls.Options``); a model takes keyword arguments.
+    options = getattr(cls, "Options", None)
+    signature_of = options if dataclasses.is_dataclass(options) else cls.__init__
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(signature_of)
     except Exception:  # an annotation this interpreter cannot evaluate: fall back to the constructor's checks
         hints = {}
-    accepted = [p for p, v in params.items() if p not in ("self", "spec")
-                and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    if signature_of is options:
+        accepted = [f.name for f in dataclasses.fields(options)]
+    else:
+        params = inspect.signature(signature_of).parameters
+        accepted = [p for p, v in params.items() if p not in ("self", "spec")
+                    and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
     for key, value in args.items():
         if isinstance(value, dict) and "_target_" in value:
             raise ConfigError(f"{where}: {kind} argument {key!r} holds a nested _target_, which a checkpoint may not carry.")

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import evaluate as evaluation
 from benchmark.checkpoint import checkpoint_fields, save_checkpoint
-from benchmark.config import ConfigError, check_config, data_seeds, size_name
+from benchmark.config import DEVICE_PATTERN, ConfigError, check_config, data_seeds, size_name
 from benchmark.sharing import analyse_run, loop_penalty
 from benchmark.train import fit
 from tasks.base import Task, TaskError
@@ -31,45 +31,51 @@ log = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when present, else the CPU; otherwise any name torch accepts."""
+    """``auto``: CUDA when present, else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` (anything else is refused)."""
+    if not isinstance(name, str) or DEVICE_PATTERN.fullmatch(name) is None:
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}.")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}.") from err
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=auto or device=cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s).")
     return device
 
 
-def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` with the user's mistakes (bad options) turned into one sentence."""
+def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with the project's own user errors (a task's bad option) as one sentence.
+
+    Only ``TaskError`` and ``ConfigError`` are user errors; any other exception from a
+    constructor is a bug and keeps its traceback.
+    """
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, (TaskError, ConfigError, ValueError)):
-            raise ConfigError(str(cause)) from err
-        if isinstance(cause, TypeError):
-            raise ConfigError(f"{what} option not accepted by {node.get('_target_')}: {cause}.") from err
+        if isinstance(err.__cause__, (TaskError, ConfigError)):
+            raise ConfigError(str(err.__cause__)) from err
         raise
 
 
 def build_task(cfg: DictConfig) -> Task:
-    task = _instantiate(cfg.task, "task")
+    task = _instantiate(cfg.task)
     if not isinstance(task, Task):
         raise ConfigError(f"task._target_ must build a tasks.base.Task, got {type(task).__name__}.")
     return task
 
 
 def build_model(cfg: DictConfig, task: Task) -> torch.nn.Module:
-    return _instantiate(cfg.model, "model", spec=task.spec)
+    return _instantiate(cfg.model, spec=task.spec)
 
 
 def new_run_dir(cfg: DictConfig, task_name: str) -> Path:
-    """``<results_dir>/<task>/<size>/<model>/<run_id>``, made unique if it already exists."""
-    parent = Path(cfg.results_dir) / task_name / size_name(cfg.size) / cfg.model.name
+    """``<results_dir>/<task>/<size>/<model>/<run_id>``, made unique if it already exists.
+
+    Every part was checked by ``check_config`` to be a single safe directory name, so the run
+    directory always lies inside ``results_dir``.
+    """
+    parent = Path(cfg.results_dir).expanduser() / task_name / size_name(cfg.size) / cfg.model.name
     parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", *(f"-{i}" for i in range(1, 1000))):
         try:
@@ -92,17 +98,12 @@ def run(cfg: DictConfig) -> dict:
 
     Everything a user can get wrong is checked before anything is generated or written.
     """
-    check_config(cfg.size, cfg.train, cfg.eval)
+    check_config(cfg)  # the config alone, before anything is built
     task = build_task(cfg)
-    for size in (cfg.size.train, *cfg.size.test):
-        try:
-            task.check_size(size)
-        except TaskError as err:
-            raise ConfigError(str(err)) from err
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = build_model(cfg, task)
-    model.check_iters(cfg.train.iters)
+    check_config(cfg, task, model)  # sizes, cache paths, iteration_limit: still before any write
     checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
 
     run_dir = new_run_dir(cfg, task.name)

@@ -16,14 +16,14 @@ the path's units, 0 elsewhere. Only open pixels are scored (``valid``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import permutations
-from typing import Any
 
 import numpy as np
 import torch
 
-from tasks.base import Task, TaskError, TaskSpec
+from tasks.base import Task, TaskError, TaskSpec, is_integer
 
 RENDERINGS = ("compact", "e2h")
 
@@ -134,6 +134,17 @@ def _carve(g: _Geometry, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
     return open_, path, unit[start], unit[goal]
 
 
+@dataclass(frozen=True)
+class MazeOptions:
+    """``rendering``: ``compact`` (one pixel per grid unit) or ``e2h`` (the published layout)."""
+
+    rendering: str = "compact"
+
+    def __post_init__(self) -> None:
+        if self.rendering not in RENDERINGS:
+            raise TaskError(f"maze rendering must be 'compact' or 'e2h', got {self.rendering!r}.")
+
+
 class MazeTask(Task):
     """Find the path through a perfect maze, at either of two renderings.
 
@@ -147,31 +158,18 @@ class MazeTask(Task):
 
     name = "maze"
     spec = TaskSpec(dims=2, in_channels=3, num_classes=2)
-
-    def __init__(self, rendering: str = "compact") -> None:
-        if rendering not in RENDERINGS:
-            raise TaskError(f"maze rendering must be 'compact' or 'e2h', got {rendering!r}.")
-        self.rendering = rendering
-
-    def options(self) -> dict[str, Any]:
-        return {"rendering": self.rendering}
+    Options = MazeOptions
+    options: MazeOptions
 
     def check_size(self, size: int) -> None:
-        if (
-            isinstance(size, bool)
-            or not isinstance(size, (int, np.integer))
-            or size < 3
-            or size % 2 == 0
-        ):
+        if not is_integer(size) or size < 3 or size % 2 == 0:
             raise TaskError(f"maze size must be an odd integer >= 3 (9, 11, 13, ...), got {size!r}.")
 
     def shape(self, size: int) -> tuple[int, int]:
-        self.check_size(size)
         w = int(size) + 2
-        return (w, w) if self.rendering == "compact" else (2 * w + 2, 2 * w + 2)
+        return (w, w) if self.options.rendering == "compact" else (2 * w + 2, 2 * w + 2)
 
     def sample(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        self.check_size(size)
         g = _geometry(int(size))
         open_, path, s, t = _carve(g, rng)
         w = g.w
@@ -181,7 +179,7 @@ class MazeTask(Task):
         x[1, t] = x[2, t] = 0.0  # goal: red
         x = x.reshape(3, w, w)
         y = path.reshape(w, w)
-        if self.rendering == "compact":
+        if self.options.rendering == "compact":
             return x, y.astype(np.int64)
         big = 2 * w + 2
         xi = np.zeros((3, big, big), dtype=np.float32)

@@ -11,21 +11,17 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from tasks.base import Task, TaskError, TaskSpec
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+from tasks.base import Task, TaskError, TaskSpec, is_integer
 
 
 class PrefixSumsTask(Task):
-    """Running parity of a random bit string."""
+    """Running parity of a random bit string (no options)."""
 
     name = "prefix_sums"
     spec = TaskSpec(dims=1, in_channels=1, num_classes=2)
 
     def check_size(self, size: int) -> None:
-        if not _is_int(size) or size < 1:
+        if not is_integer(size) or size < 1:
             raise TaskError(f"prefix_sums sizes are bit lengths, an integer >= 1, got {size!r}.")
 
     def shape(self, size: int) -> tuple[int]:

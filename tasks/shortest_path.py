@@ -35,23 +35,20 @@ Target int64 ``(n, n)``: 1 on every cell that lies on at least one cheapest star
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from heapq import heappop, heappush
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from tasks.base import Task, TaskError, TaskSpec
+from tasks.base import Task, TaskError, TaskSpec, is_integer, is_number
 
 _INF = 1 << 62
 _MAX_COST = 1_000_000  # costs stay exact through the float32 ``cost / cost_max`` channel
 _MAX_DENSITY = 0.4  # beyond ~0.41 the free cells stop percolating and grids fall apart
 _MAX_ATTEMPTS = 1000
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def _dijkstra(cost: list[int], width: int, src: int) -> list[int]:
@@ -140,6 +137,30 @@ def _mask(d_s: np.ndarray, d_t: np.ndarray, cost: np.ndarray, goal: tuple[int, i
     return reached & (through == total)
 
 
+@dataclass(frozen=True)
+class ShortestPathOptions:
+    """``obstacle_density`` in ``[0, 0.4]``; integer costs ``1 <= cost_min <= cost_max <= 1000000``."""
+
+    obstacle_density: float = 0.25
+    cost_min: int = 1
+    cost_max: int = 9
+
+    def __post_init__(self) -> None:
+        if not (is_number(self.obstacle_density) and 0.0 <= float(self.obstacle_density) <= _MAX_DENSITY):
+            raise TaskError(
+                f"shortest_path obstacle_density must be a number in [0, {_MAX_DENSITY}], got {self.obstacle_density!r}."
+            )
+        if not (is_integer(self.cost_min) and is_integer(self.cost_max) and 1 <= self.cost_min <= self.cost_max <= _MAX_COST):
+            raise TaskError(
+                f"shortest_path costs must be integers with 1 <= cost_min <= cost_max <= {_MAX_COST}, "
+                f"got cost_min={self.cost_min!r} and cost_max={self.cost_max!r}."
+            )
+        # Plain Python values, so equal options give equal cache keys (0.25 == np.float64(0.25)).
+        object.__setattr__(self, "obstacle_density", float(self.obstacle_density))
+        object.__setattr__(self, "cost_min", int(self.cost_min))
+        object.__setattr__(self, "cost_max", int(self.cost_max))
+
+
 class ShortestPathTask(Task):
     """Mark every cell on some cheapest start-goal path of a weighted grid with obstacles.
 
@@ -152,29 +173,11 @@ class ShortestPathTask(Task):
     name = "shortest_path"
     spec = TaskSpec(dims=2, in_channels=4, num_classes=2)
 
-    def __init__(self, obstacle_density: float = 0.25, cost_min: int = 1, cost_max: int = 9) -> None:
-        if (
-            not isinstance(obstacle_density, (int, float, np.integer, np.floating))
-            or isinstance(obstacle_density, (bool, np.bool_))
-            or not 0.0 <= float(obstacle_density) <= _MAX_DENSITY
-        ):
-            raise TaskError(
-                f"shortest_path obstacle_density must be a number in [0, {_MAX_DENSITY}], got {obstacle_density!r}."
-            )
-        if not (_is_int(cost_min) and _is_int(cost_max) and 1 <= cost_min <= cost_max <= _MAX_COST):
-            raise TaskError(
-                f"shortest_path costs must be integers with 1 <= cost_min <= cost_max <= {_MAX_COST}, "
-                f"got cost_min={cost_min!r} and cost_max={cost_max!r}."
-            )
-        self.obstacle_density = float(obstacle_density)
-        self.cost_min = int(cost_min)
-        self.cost_max = int(cost_max)
-
-    def options(self) -> dict[str, Any]:
-        return {"obstacle_density": self.obstacle_density, "cost_min": self.cost_min, "cost_max": self.cost_max}
+    Options = ShortestPathOptions
+    options: ShortestPathOptions
 
     def check_size(self, size: int) -> None:
-        if not _is_int(size) or size < 4:
+        if not is_integer(size) or size < 4:
             raise TaskError(f"shortest_path sizes are grid sides, an integer >= 4, got {size!r}.")
 
     def shape(self, size: int) -> tuple[int, int]:
@@ -186,8 +189,8 @@ class ShortestPathTask(Task):
         min_dist = n // 2
         rows, cols = np.divmod(np.arange(n * n), n)
         for _ in range(_MAX_ATTEMPTS):
-            free = rng.random((n, n)) >= self.obstacle_density
-            cost = rng.integers(self.cost_min, self.cost_max + 1, size=(n, n), dtype=np.int64)
+            free = rng.random((n, n)) >= self.options.obstacle_density
+            cost = rng.integers(self.options.cost_min, self.options.cost_max + 1, size=(n, n), dtype=np.int64)
             free_idx = np.flatnonzero(free)
             if free_idx.size < 2:
                 continue
@@ -211,14 +214,14 @@ class ShortestPathTask(Task):
         inputs[0] = free
         inputs[1, sr, sc] = 1.0
         inputs[2, tr, tc] = 1.0
-        inputs[3] = np.where(free, cost.astype(np.float32) / np.float32(self.cost_max), np.float32(0.0))
+        inputs[3] = np.where(free, cost.astype(np.float32) / np.float32(self.options.cost_max), np.float32(0.0))
         return inputs, target.astype(np.int64)
 
     def decode(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[int, int]]:
         """Recover ``(free, cost, start, goal)`` from one float ``(4, n, n)`` input of this task."""
         x = np.asarray(inputs, dtype=np.float32)
         free = x[0] > 0.5
-        cost = np.where(free, np.rint(x[3].astype(np.float64) * self.cost_max), 0).astype(np.int64)
+        cost = np.where(free, np.rint(x[3].astype(np.float64) * self.options.cost_max), 0).astype(np.int64)
         start = tuple(int(v) for v in np.unravel_index(int(np.argmax(x[1])), free.shape))
         goal = tuple(int(v) for v in np.unravel_index(int(np.argmax(x[2])), free.shape))
         return free, cost, start, goal  # type: ignore[return-value]

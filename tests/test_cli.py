@@ -14,7 +14,7 @@ from benchmark.evaluate import main as evaluate_main
 from benchmark.run import run
 from tasks.maze import MazeTask
 
-from conftest import TINY
+from conftest import TINY, config_options
 
 
 def _cli(tmp_path, *overrides):
@@ -77,11 +77,11 @@ def test_unknown_options_are_refused_by_hydra(tmp_path, override, message):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("model", ["shared", "recurrent", "shared_depth", "feedforward"])
+@pytest.mark.parametrize("model", config_options("model"))
 def test_every_model_config_runs(make_cfg, model):
     cfg = make_cfg(f"model={model}", "size.test=[7]", "size.train=5", "model.width=8")
     results = run(cfg)
-    expected_iters = 3 if model == "feedforward" else 5  # the feed-forward net is scored at its own depth
+    expected_iters = 3 if model == "feedforward" else 5  # the feed-forward net is scored at its own depth (train.iters)
     assert results["iterations"] == expected_iters
     assert all(0.0 <= a <= 1.0 for acc in results["accuracy"].values() for a in acc)
 

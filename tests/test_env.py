@@ -1,4 +1,7 @@
-import importlib.util
+"""Every task as a gymnasium environment, parametrized over the `task` config group (a new task is
+tested without editing this file)."""
+
+from dataclasses import asdict
 import warnings
 
 import gymnasium
@@ -6,41 +9,58 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from hydra.utils import instantiate
 
 import tasks.env  # noqa: F401  (registers the environments)
-from tasks.env import TaskEnv, register_task_env
+from tasks.env import ENTRY_POINT, TaskEnv, register_task_env
 from tasks.prefix_sums import PrefixSumsTask
 from tasks.shortest_path import ShortestPathTask
 
-HAVE_MAZE = importlib.util.find_spec("tasks.maze") is not None
-maze_only = pytest.mark.skipif(not HAVE_MAZE, reason="tasks/maze.py has not landed yet")
+from conftest import TASKS, compose_config
 
-ENVS = [
-    ("algoreason/PrefixSums-v0", (1, 32), (32,)),
-    ("algoreason/ShortestPath-v0", (4, 12, 12), (12, 12)),
-    pytest.param("algoreason/Maze-v0", None, None, marks=maze_only),
-]
-IDS = ["algoreason/PrefixSums-v0", "algoreason/ShortestPath-v0", pytest.param("algoreason/Maze-v0", marks=maze_only)]
+
+def make_env(task_name: str) -> TaskEnv:
+    """The environment of a task config, at the training size of the task's own default size config."""
+    cfg = compose_config(f"task={task_name}")
+    return TaskEnv(instantiate(cfg.task), size=cfg.size.train)
+
+
+@pytest.mark.parametrize("task_name", TASKS)
+def test_every_task_config_has_a_registered_environment(task_name):
+    target = compose_config(f"task={task_name}").task._target_
+    registered = [spec for spec in gymnasium.registry.values() if spec.entry_point == ENTRY_POINT and spec.kwargs["task"] == target]
+    assert len(registered) == 1, f"no gymnasium id registered for {target}"
+    env = gymnasium.make(registered[0].id)
+    assert isinstance(env.unwrapped.task, type(instantiate(compose_config(f"task={task_name}").task)))
 
 
 def true_solution(env):
     return env.unwrapped._puzzle[1].copy()
 
 
-@pytest.mark.parametrize("env_id,obs_shape,act_shape", ENVS)
-def test_make_and_check_env(env_id, obs_shape, act_shape):
+@pytest.mark.parametrize(
+    "env_id,obs_shape,act_shape",
+    [("algoreason/PrefixSums-v0", (1, 32), (32,)), ("algoreason/ShortestPath-v0", (4, 12, 12), (12, 12)),
+     ("algoreason/Maze-v0", (3, 11, 11), (11, 11))],
+)
+def test_registered_ids_and_their_default_sizes(env_id, obs_shape, act_shape):
     env = gymnasium.make(env_id)
-    if obs_shape is not None:
-        assert env.observation_space.shape == obs_shape and env.action_space.shape == act_shape
+    assert env.observation_space.shape == obs_shape and env.action_space.shape == act_shape
+
+
+@pytest.mark.parametrize("task_name", TASKS)
+def test_check_env(task_name):
+    env = make_env(task_name)
+    assert env.observation_space.shape[1:] == env.action_space.shape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the checker's advice (e.g. unbounded boxes) is not a failure
-        check_env(env.unwrapped)
+        check_env(env)
     env.close()
 
 
-@pytest.mark.parametrize("env_id", IDS)
-def test_correct_and_wrong_solutions(env_id):
-    env = gymnasium.make(env_id)
+@pytest.mark.parametrize("task_name", TASKS)
+def test_correct_and_wrong_solutions(task_name):
+    env = make_env(task_name)
     obs, info = env.reset(seed=11)
     assert env.observation_space.contains(obs) and isinstance(info, dict)
     obs2, reward, terminated, truncated, info = env.step(true_solution(env))
@@ -55,9 +75,9 @@ def test_correct_and_wrong_solutions(env_id):
     assert (reward, terminated, truncated, info) == (0.0, True, False, {"correct": False})
 
 
-@pytest.mark.parametrize("env_id", IDS)
-def test_bad_solutions_raise(env_id):
-    env = gymnasium.make(env_id).unwrapped
+@pytest.mark.parametrize("task_name", TASKS)
+def test_bad_solutions_raise(task_name):
+    env = make_env(task_name)
     env.reset(seed=0)
     good = true_solution(env)
     bad = [
@@ -90,16 +110,15 @@ def test_make_overrides_and_module_prefix():
     assert env.observation_space.shape == (1, 7)
     env = gymnasium.make("algoreason/ShortestPath-v0", size=6, cost_max=1, obstacle_density=0.1)
     task = env.unwrapped.task
-    assert task.options() == {"obstacle_density": 0.1, "cost_min": 1, "cost_max": 1}
+    assert asdict(task.options) == {"obstacle_density": 0.1, "cost_min": 1, "cost_max": 1}
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 6, 6) and set(np.unique(obs[3])) <= {0.0, 1.0}
 
 
-@maze_only
 def test_maze_rendering_kwarg():
     compact = gymnasium.make("algoreason/Maze-v0")
     e2h = gymnasium.make("algoreason/Maze-v0", rendering="e2h")
-    assert e2h.unwrapped.task.options()["rendering"] == "e2h"
+    assert asdict(e2h.unwrapped.task.options)["rendering"] == "e2h"
     assert compact.observation_space.shape != e2h.observation_space.shape
 
 
@@ -108,7 +127,7 @@ def test_task_env_accepts_instances_classes_and_paths():
         env = TaskEnv(task, size=5)
         assert isinstance(env.task, PrefixSumsTask) and env.observation_space.shape == (1, 5)
     env = TaskEnv(ShortestPathTask, size=5, cost_max=3)
-    assert env.task.cost_max == 3
+    assert env.task.options.cost_max == 3
     with pytest.raises(TypeError):
         TaskEnv(PrefixSumsTask(), size=5, cost_max=3)
     with pytest.raises(TypeError):

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections import deque
-from pathlib import Path
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
-try:
-    import tasks.base  # noqa: F401
-except ImportError:  # plain `pytest` without the repo root on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tasks.base import TaskError  # noqa: E402
-from tasks.maze import MazeTask  # noqa: E402
+from tasks.base import TaskError
+from tasks.maze import MazeTask
 
 SIZES = [3, 9, 13, 15, 21]
 
@@ -69,8 +63,8 @@ def e2h_from_compact(a: np.ndarray) -> np.ndarray:
 def test_spec_and_options():
     assert MazeTask.name == "maze"
     assert (MazeTask.spec.dims, MazeTask.spec.in_channels, MazeTask.spec.num_classes) == (2, 3, 2)
-    assert MazeTask().options() == {"rendering": "compact"}
-    assert MazeTask("e2h").options() == {"rendering": "e2h"}
+    assert asdict(MazeTask().options) == {"rendering": "compact"}
+    assert asdict(MazeTask("e2h").options) == {"rendering": "e2h"}
 
 
 def test_bad_rendering():
@@ -255,3 +249,11 @@ def test_dataset_cache(tmp_path, monkeypatch):
     with np.load(files[0]) as f:
         np.testing.assert_array_equal(f["inputs"], x0.numpy())
         np.testing.assert_array_equal(f["targets"], y0.numpy())
+
+
+def test_the_size_is_checked_once_per_dataset(monkeypatch):
+    calls = []
+    original = MazeTask.check_size
+    monkeypatch.setattr(MazeTask, "check_size", lambda self, size: calls.append(size) or original(self, size))
+    MazeTask().generate(9, 50, seed=0)
+    assert calls == [9]

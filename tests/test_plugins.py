@@ -27,11 +27,10 @@ else:  # the dev extra installs tomli on Python 3.10
 
 from benchmark.checkpoint import load_checkpoint
 from benchmark.config import ConfigError
-from conftest import TINY
+from conftest import TASKS, TINY
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "tests" / "plugin_example"
-BUILT_IN = ("maze", "prefix_sums", "shortest_path")
 
 
 def _metadata(dest: Path) -> Path:
@@ -99,14 +98,14 @@ def test_plugin_task_is_unknown_without_the_plugin(tmp_path):
     proc = _cli(tmp_path, "task=parity", *TINY, plugin=False)
     assert proc.returncode != 0
     assert "Could not find 'task/parity'" in proc.stderr
-    assert _available_tasks(proc.stderr) == set(BUILT_IN)
+    assert _available_tasks(proc.stderr) == set(TASKS)
     assert not (tmp_path / "results").exists()
 
 
 def test_unknown_task_error_lists_the_plugin_task(tmp_path):
     proc = _cli(tmp_path, "task=nope", *TINY, plugin=True)
     assert proc.returncode != 0
-    assert _available_tasks(proc.stderr) == {*BUILT_IN, "parity"}
+    assert _available_tasks(proc.stderr) == {*TASKS, "parity"}
     assert not (tmp_path / "results").exists()
 
 

@@ -72,7 +72,7 @@ def _relax(free: np.ndarray, cost: np.ndarray, source: tuple[int, int]) -> np.nd
 
 def shortest_path_oracle(task: ShortestPathTask, x: np.ndarray) -> np.ndarray:
     free = x[0] > 0.5
-    cost = np.where(free, np.rint(x[3] * task.cost_max), 0).astype(np.int64)
+    cost = np.where(free, np.rint(x[3] * task.options.cost_max), 0).astype(np.int64)
     start = tuple(int(v) for v in np.argwhere(x[1] == 1)[0])
     goal = tuple(int(v) for v in np.argwhere(x[2] == 1)[0])
     d_s, d_t = _relax(free, cost, start), _relax(free, cost, goal)

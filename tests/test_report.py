@@ -21,7 +21,7 @@ def sweep(tmp_path_factory):
         for variant in ("recurrent", "shared_k1"):
             for seed in (0, 1):
                 cfg = compose("config", overrides=[f"results_dir={root}", f"cache_dir={root / 'cache'}", *TINY,
-                                                   f"+variant={variant}", f"seed={seed}", "size.train=5", "size.test=[7]",
+                                                   f"model={variant}", f"seed={seed}", "size.train=5", "size.test=[7]",
                                                    "model.width=8"])
                 run(cfg)
     return root

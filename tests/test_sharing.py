@@ -164,7 +164,7 @@ def test_regulariser_in_training_raises_similarity():
 
     task = MazeTask()
     data = task.dataset(9, 48, seed=0)
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.02, warmup_steps=1, iters=3, log_every=100)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.02, warmup_steps=1, iters=3, log_every=100, alpha=0.5, detach_extra=0)
     similarity, mean_lsm = {}, {}
     for weight in (0.0, 1.0):
         torch.manual_seed(0)

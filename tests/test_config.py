@@ -1,0 +1,269 @@
+"""The configs: every option of every group validates, the main command's effective settings are
+pinned, and every refusal of ``check_config`` is one sentence before anything is written."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from benchmark.config import ConfigError, EvalConfig, TrainConfig, check_config
+from benchmark.run import build_model, build_task, run
+from tasks.base import TaskError
+
+from conftest import TASKS, TINY, compose_config, config_groups, config_options
+
+
+def _validate(cfg) -> None:
+    """``check_config`` on the config alone, then with its built task and model (as ``run`` does)."""
+    check_config(cfg)
+    task = build_task(cfg)
+    check_config(cfg, task, build_model(cfg, task))
+
+
+def _group_cases() -> list[tuple[str, ...]]:
+    cases = []
+    for group in config_groups():
+        for option in config_options(group):
+            if group == "experiment":
+                cases.append((f"+experiment={option}",))
+            elif group == "size":
+                continue  # sizes are task-specific: see test_every_size_option_suits_some_task
+            else:
+                cases.append((f"{group}={option}",))
+    return cases
+
+
+@pytest.mark.parametrize("overrides", _group_cases(), ids=lambda o: " ".join(o))
+def test_every_option_of_every_group_validates(overrides, tmp_path):
+    _validate(compose_config(*overrides, f"results_dir={tmp_path}", f"cache_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize("size", config_options("size"))
+def test_every_size_option_suits_some_task(size, tmp_path):
+    accepted = []
+    for task in TASKS:
+        try:
+            _validate(compose_config(f"task={task}", f"size={size}", f"results_dir={tmp_path}", "cache_dir=null"))
+            accepted.append(task)
+        except ConfigError:
+            pass
+    assert accepted, f"size={size} suits no task of {TASKS}"
+
+
+@pytest.mark.parametrize("experiment", config_options("experiment"))
+def test_every_point_of_an_experiment_sweep_validates(experiment, tmp_path):
+    cfg = compose_config(f"+experiment={experiment}", hydra=True)
+    params = cfg.hydra.sweeper.params or {}
+    values = [[f"{key}={v}" for v in str(choices).split(",")] for key, choices in params.items()]
+    for point in itertools.product(*values):
+        _validate(compose_config(f"+experiment={experiment}", *point, f"results_dir={tmp_path}", "cache_dir=null"))
+
+
+def test_the_main_command_composes_to_the_settings_of_the_reference_run():
+    """``python -m benchmark task=maze size=train9_test15``: the values results/reference/main ran with."""
+    cfg = OmegaConf.to_container(compose_config("task=maze", "size=train9_test15"), resolve=True)
+    assert cfg["task"] == {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
+    assert cfg["size"] == {"train": 9, "test": [15], "n_train": 40000, "n_test": 1000}
+    assert cfg["model"] == {"_target_": "benchmark.model.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
+                            "templates": 2, "recall": True}
+    assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
+                            "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "loop_weight": 0.0}
+    assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99}
+    assert (cfg["seed"], cfg["device"], cfg["progress"]) == (0, "auto", True)
+    # The schema's defaults are these defaults: a TrainConfig() in a test is the command line's.
+    assert asdict(TrainConfig()) == cfg["train"] and asdict(EvalConfig()) == cfg["eval"]
+
+
+def test_every_train_config_keeps_what_it_does_not_change():
+    """Each train YAML lists only its changes; the rest (detach_extra included) is the schema's."""
+    for option in config_options("train"):
+        composed = compose_config(f"train={option}").train
+        assert set(composed) == {f.name for f in fields(TrainConfig)}
+    assert compose_config("train=gpu").train.detach_extra == TrainConfig.detach_extra == 20
+    assert compose_config("+experiment=maze_gpu").train.detach_extra == 20
+
+
+@pytest.mark.parametrize(
+    "task,study",
+    [("maze", dict(size=dict(train=9, test=[15], n_train=10000, n_test=1000), eval=dict(iters=60, batch_size=256, fold_threshold=0.99),
+                   train=dict(epochs=3, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, alpha=1.0,
+                              iters=20, detach_extra=0, log_every=50))),
+     ("prefix_sums", dict(size=dict(train=32, test=[128], n_train=10000, n_test=1000),
+                          eval=dict(iters=128, batch_size=500, fold_threshold=0.99),
+                          train=dict(epochs=5, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, alpha=1.0,
+                                     iters=30, detach_extra=0, log_every=20)))],
+)
+def test_the_study_experiments_run_the_settings_of_the_reference_study(task, study):
+    """The settings results/reference/sharing_* ran with (scripts/sharing_study.sh, now +experiment=study_<task>)."""
+    cfg = compose_config(f"+experiment=study_{task}", hydra=True)
+    assert cfg.hydra.sweeper.params.seed == "0,1,2"
+    models = cfg.hydra.sweeper.params.model.split(",")
+    assert models == ["feedforward", "recurrent", "shared_k1", "shared_k2", "shared_k4", "depth_k2", "depth_k2_tail", "depth_k2_loopreg"]
+    expected = {"depth_k2": (20 if task == "maze" else 30, 2), "depth_k2_tail": (10, 2), "shared_k1": (1, 1), "shared_k4": (1, 4)}
+    for model in models:
+        c = OmegaConf.to_container(compose_config(f"+experiment=study_{task}", f"model={model}"), resolve=True)
+        assert c["task"]["_target_"].endswith({"maze": "MazeTask", "prefix_sums": "PrefixSumsTask"}[task])
+        assert c["size"] == study["size"] and c["eval"] == study["eval"]
+        assert c["train"] == {**study["train"], "loop_weight": 0.1 if model == "depth_k2_loopreg" else 0.0}
+        assert c["model"]["name"] == model and c["model"]["width"] == 32 and c["model"]["recall"] is True
+        if model in expected:
+            assert (c["model"]["depth"], c["model"]["templates"]) == expected[model]
+
+
+# ------------------------------------------------------------------ refusals, through run(cfg)
+REFUSALS = [
+    ("seed=-1", "seed must be an integer in [0, 4294967295], got -1."),
+    ("seed=abc", "seed must be an integer in [0, 4294967295], got 'abc'."),
+    ("seed=1.5", "seed must be an integer in [0, 4294967295], got 1.5."),
+    ("seed=4294967296", "seed must be an integer in [0, 4294967295], got 4294967296."),
+    ("device=meta", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'meta'."),
+    ("device=mps", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'."),
+    ("progress=maybe", "progress must be true or false, got 'maybe'."),
+    ("train.batch_size=65", "train.batch_size (65) must not exceed the training set (size.n_train=64)."),
+    ("model.width=1", "model.width must be an integer >= 2, got 1."),
+    ("model.templates=0", "model.templates must be an integer >= 1 or null (unshared), got 0."),
+    ("train.lr=inf", "train.lr must be a finite number >= 0, got inf."),
+    ("run_id=/abs/path", "run_id must be a single directory name"),
+    ("run_id=..", "run_id must be a single directory name"),
+    ("run_id=a/b", "run_id must be a single directory name"),
+    ("model.name=../../..", "model.name must be a single directory name"),
+    ("size.train=8", "maze size must be an odd integer >= 3"),
+    ("task.rendering=fancy", "maze rendering must be 'compact' or 'e2h', got 'fancy'."),
+    ("+task.colour=red", "maze takes the options rendering, got 'colour'."),
+    ("+variant=shared_k2", "the config has no key 'variant' (a removed option or a typo?)"),
+]
+
+
+def _assert_nothing_written(cfg) -> None:
+    assert not Path(cfg.results_dir).exists() and not Path(cfg.cache_dir).exists()
+
+
+@pytest.mark.parametrize("override,message", REFUSALS, ids=[o for o, _ in REFUSALS])
+def test_bad_values_are_refused_before_anything_is_written(make_cfg, override, message):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError) as err:
+        run(cfg)
+    text = str(err.value)
+    assert message in text and text.endswith(".") and "\n" not in text
+    _assert_nothing_written(cfg)
+
+
+def test_a_model_without_weights_for_the_training_iterations_is_refused(make_cfg):
+    cfg = make_cfg("model=feedforward", "model.depth=5", "train.iters=20")
+    with pytest.raises(ConfigError, match=r"model 'feedforward' has weights for at most 5 iterations, fewer than train\.iters=20"):
+        run(cfg)
+    _assert_nothing_written(cfg)
+
+
+def test_cuda_without_cuda_is_refused(make_cfg, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    cfg = make_cfg("device=cuda:0")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        run(cfg)
+    _assert_nothing_written(cfg)
+
+
+def test_results_dir_that_is_a_file(make_cfg, tmp_path):
+    (tmp_path / "file").write_text("x")
+    cfg = make_cfg(f"results_dir={tmp_path / 'file'}")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        run(cfg)
+    cfg = make_cfg(f"results_dir={tmp_path / 'file' / 'below'}")
+    with pytest.raises(ConfigError, match="cannot be created because .* is a file"):
+        run(cfg)
+    assert not Path(cfg.cache_dir).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_results_dir_on_a_missing_mount(make_cfg, tmp_path):
+    cfg = make_cfg("results_dir=/algoreason-missing-mount/results")
+    with pytest.raises(ConfigError, match="top of the file system"):
+        run(cfg)
+    assert not Path("/algoreason-missing-mount").exists() and not Path(cfg.cache_dir).exists()
+
+
+def test_unwritable_results_dir(make_cfg, tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # chmod does not stop root (the CI user may be root), so the refusal is simulated where it is read.
+    monkeypatch.setattr("benchmark.config.os.access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    cfg = make_cfg(f"results_dir={locked / 'results'}")
+    with pytest.raises(ConfigError, match="is not writable"):
+        run(cfg)
+    assert list(locked.iterdir()) == [] and not Path(cfg.cache_dir).exists()
+
+
+def test_a_directory_where_a_cache_file_should_be(make_cfg):
+    cfg = make_cfg("size.train=5", "size.test=[7]")
+    task = build_task(cfg)
+    blocked = task.cache_path(cfg.cache_dir, 7, cfg.size.n_test, 1)  # the test set of seed 0
+    blocked.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="is a directory; remove it or choose another cache_dir"):
+        run(cfg)
+    assert not Path(cfg.results_dir).exists() and [p.name for p in Path(cfg.cache_dir).iterdir()] == [blocked.name]
+    with pytest.raises(TaskError, match="is a directory"):  # the task refuses it too (python -m benchmark.evaluate)
+        task.dataset(7, cfg.size.n_test, seed=1, cache_dir=cfg.cache_dir)
+
+
+def test_a_bug_in_a_constructor_keeps_its_traceback(make_cfg, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr("benchmark.model.RecurrentConvNet.__init__", broken)
+    cfg = make_cfg()
+    with pytest.raises(Exception) as err:
+        run(cfg)
+    assert not isinstance(err.value, ConfigError) and "a bug, not a user error" in repr(err.value.__cause__ or err.value)
+    assert not Path(cfg.results_dir).exists()
+
+
+# ------------------------------------------------------------------ refusals, through the command line
+def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "benchmark", f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}", *TINY, *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+
+
+@pytest.mark.parametrize("override", ["seed=-1", "device=mps", "run_id=/abs/path", "model=feedforward model.depth=5 train.iters=20"])
+def test_command_line_refusals_exit_2_with_one_sentence(tmp_path, override):
+    proc = _cli(tmp_path, *override.split())
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and proc.stderr.rstrip().endswith(".")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("override", ["model.recall=maybe", "train.lr=abc"])
+def test_type_errors_on_schema_keys_are_refused_by_hydra(tmp_path, override):
+    proc = _cli(tmp_path, override)
+    assert proc.returncode != 0 and override.split("=")[0].split(".")[1] in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ tasks: one options dataclass each
+@pytest.mark.parametrize("task_name", TASKS)
+def test_every_task_option_is_part_of_the_cache_key(task_name):
+    task = instantiate(compose_config(f"task={task_name}").task)
+    key = task.cache_key(9, 10, 0)
+    for field in fields(task.Options):
+        value = getattr(task.options, field.name)
+        changed = {str: lambda v: "e2h" if v == "compact" else "compact", float: lambda v: v / 2 if v else 0.1,
+                   int: lambda v: v + 1}[type(value)](value)
+        if field.name == "cost_min":
+            changed = 2  # still <= cost_max
+        other = type(task)(**{**asdict(task.options), field.name: changed})
+        assert other.cache_key(9, 10, 0) != key, field.name
+
+
+@pytest.mark.parametrize("task_name", TASKS)
+def test_every_task_config_lists_the_options_of_its_dataclass(task_name):
+    node = compose_config(f"task={task_name}").task
+    task = instantiate(node)
+    assert {k: v for k, v in node.items() if k != "_target_"} == asdict(task.Options())
