@@ -51,3 +51,17 @@ def test_model_lsm_finds_every_bank_including_fixed_identity():
     np.testing.assert_array_equal(lsm["stage.b"], np.eye(3))
     np.testing.assert_array_equal(model_lsm(net(2, 3, None))["bank"], np.eye(12))  # the unshared baseline
     assert set(model_lsm(TemplateBank(4, 2, (3, 3)))) == {"bank"}
+
+
+def test_similarity_record_holds_every_bank_with_its_layout(tmp_path):
+    wrapped = nn.ModuleDict(dict(model=net(1, 2, 2), other=TemplateBank(3, 2, (2, 2))))
+    record = similarity_record(wrapped)
+    assert list(record.banks) == ["model.bank", "other"]
+    bank, other = record.banks["model.bank"], record.banks["other"]
+    assert bank.layers_per_position == 4 and other.layers_per_position is None and bank.learned
+    coefficients = wrapped["model"].bank.coefficients.detach().double()
+    assert bank.coefficients == coefficients.tolist()
+    np.testing.assert_allclose(bank.lsm, lsm_oracle(coefficients.numpy()), atol=1e-12)
+    record.write(tmp_path / "lsm.json")
+    assert type(record).read(tmp_path / "lsm.json") == record
+    assert similarity_record(net(2, 1, None)).banks["bank"].learned is False
