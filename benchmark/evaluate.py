@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from benchmark.results import EvalResult
 from tasks.base import Task
 
 
@@ -27,15 +28,6 @@ def accuracy_per_iteration(
     return (correct.double() / max(1, len(inputs_all))).tolist()
 
 
-def summarise(accuracy: list[float], train_iters: int) -> dict:
-    """Accuracy at the training depth, the best iteration (the first one reaching the best
-    accuracy) and its accuracy, and the accuracy at the last iteration."""
-    best = max(range(len(accuracy)), key=lambda t: (accuracy[t], -t))
-    at_train = accuracy[min(train_iters, len(accuracy)) - 1]
-    return dict(train_depth=min(train_iters, len(accuracy)), at_train_depth=at_train, best_iter=best + 1,
-                best=accuracy[best], final_iter=len(accuracy), final=accuracy[-1])
-
-
 def evaluate(
     model: torch.nn.Module,
     task: Task,
@@ -44,28 +36,26 @@ def evaluate(
     train_iters: int,
     batch_size: int,
     device: torch.device,
-) -> dict:
-    """Score ``model`` on every test set; models with a fixed depth are scored up to that depth.
+) -> EvalResult:
+    """Score ``model`` on every test set after each of iterations 1..``iters``.
 
-    Returns ``{"iterations": T, "accuracy": {size: [acc@1..acc@T]}, "summary": {size: {...}}}``
-    with sizes as strings (the JSON keys of ``eval.json``).
+    Models with a fixed depth (``iteration_limit``) are scored up to that depth only.
     """
     limit = getattr(model, "iteration_limit", None)
     iters = iters if limit is None else min(iters, limit)
-    accuracy = {str(size): accuracy_per_iteration(model, task, data, iters, batch_size, device) for size, data in test_sets.items()}
-    summary = {size: summarise(acc, train_iters) for size, acc in accuracy.items()}
-    return dict(iterations=iters, train_iters=train_iters, accuracy=accuracy, summary=summary)
+    accuracy = {size: tuple(accuracy_per_iteration(model, task, data, iters, batch_size, device)) for size, data in test_sets.items()}
+    return EvalResult(iterations=iters, train_iters=train_iters, accuracy=accuracy)
 
 
-def format_table(results: dict, title: str = "") -> str:
-    """A compact text table of ``evaluate``'s summary, one row per test size."""
+def format_table(result: EvalResult, title: str = "") -> str:
+    """A compact text table of a result's summary, one row per test size."""
     header = f"{'size':>6} {'@train depth':>14} {'best iter':>10} {'best acc':>9} {'final acc':>10}"
     lines = [title] if title else []
     lines += [header, "-" * len(header)]
-    for size, s in results["summary"].items():
+    for size, s in result.summary.items():
         lines.append(
-            f"{size:>6} {s['at_train_depth']:>8.2%} @{s['train_depth']:<4} {s['best_iter']:>10} {s['best']:>9.2%} "
-            f"{s['final']:>7.2%} @{s['final_iter']}"
+            f"{size:>6} {s.at_train_depth:>8.2%} @{s.train_depth:<4} {s.best_iter:>10} {s.best:>9.2%} "
+            f"{s.final:>7.2%} @{s.final_iter}"
         )
     return "\n".join(lines)
 

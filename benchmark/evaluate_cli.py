@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -32,7 +33,7 @@ from benchmark import registry
 from benchmark.checkpoint import Checkpoint, load_checkpoint
 from benchmark.config import ConfigError, data_seeds
 from benchmark.evaluate import evaluate, format_table
-from benchmark.fileio import write_json
+from benchmark.results import DataSource, Reevaluation
 from tasks.base import Task, TaskError
 
 
@@ -167,10 +168,10 @@ def run(argv: list[str] | None = None) -> dict:
         title = f"{args.run_dir} ({args.n} samples per size)"
 
     results = evaluate(model.to(device), task, test_sets, args.iters, cfg["train"]["iters"], args.batch_size, device)
-    results.update(task=ckpt.task_name, model=ckpt.model_args.get("name", ckpt.model_name))
-    if args.data is not None:
-        results["data"] = dict(file=str(args.data), sha256=digest, samples=len(test_sets[size]))
-    write_json(args.run_dir / name, results)
+    source = None if args.data is None else DataSource(file=str(args.data), sha256=digest, samples=len(test_sets[size]))
+    results = replace(results, reevaluation=Reevaluation(
+        task=ckpt.task_name, model=ckpt.model_args.get("name", ckpt.model_name), data=source))
+    results.write(args.run_dir / name)
     print(format_table(results, title=title))
     print(f"written {args.run_dir / name}")
     return results

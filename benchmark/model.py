@@ -76,12 +76,24 @@ class IteratedBlockNet(nn.Module):
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.projection(x))  # (N, w, *S)
 
-    def run(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
-        """The features after iterations ``start .. start + iters - 1``, from ``state`` if given."""
+    def states(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> Iterator[torch.Tensor]:
+        """The features ``(N, w, *S)`` after each of iterations ``start .. start + iters - 1``.
+
+        Starts from ``state`` if given, else from ``initial_state(x)``. The one iteration loop
+        that ``run`` and ``iter_logits`` share; only the current state is kept, so under
+        ``torch.no_grad()`` memory does not grow with ``iters``.
+        """
         h = self.initial_state(x) if state is None else state
         block, recall = self.position_weights()  # mixed once for all iterations
         for t in range(start, start + iters):
             h = self._iterate(x, h, t, block, recall)
+            yield h
+
+    def run(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+        """The features after iterations ``start .. start + iters - 1``, from ``state`` if given."""
+        h = self.initial_state(x) if state is None else state
+        for h in self.states(x, iters, h, start):
+            pass
         return h
 
     def forward(self, x: torch.Tensor, iters: int) -> torch.Tensor:
@@ -90,16 +102,9 @@ class IteratedBlockNet(nn.Module):
         return self.head(self.run(x, iters))
 
     def iter_logits(self, x: torch.Tensor, iters: int) -> Iterator[torch.Tensor]:
-        """Logits after each of iterations 1..iters, from one unrolled pass.
-
-        Only the current state is kept, so under ``torch.no_grad()`` memory does not grow with
-        ``iters``.
-        """
+        """Logits ``(N, classes, *S)`` after each of iterations 1..iters, from one unrolled pass."""
         self.check_iters(iters)
-        h = self.initial_state(x)
-        block, recall = self.position_weights()
-        for t in range(iters):
-            h = self._iterate(x, h, t, block, recall)
+        for h in self.states(x, iters):
             yield self.head(h)
 
     def _iterate(self, x: torch.Tensor, h: torch.Tensor, t: int, block: torch.Tensor, recall: torch.Tensor | None) -> torch.Tensor:

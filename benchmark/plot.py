@@ -18,45 +18,42 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from benchmark.fileio import atomic_path  # noqa: E402
+from benchmark.results import EvalResult, FoldResult, SimilarityRecord  # noqa: E402
 
 
-def save_figure(fig: matplotlib.figure.Figure, path: Path) -> None:
-    """Write ``fig`` atomically (its format from ``path``'s suffix) and close it."""
+def extrapolation_frame(result: EvalResult) -> pd.DataFrame:
+    """Long table (size, iteration, accuracy) of one evaluation."""
+    rows = [dict(size=size, iteration=t + 1, accuracy=acc) for size, accs in result.accuracy.items() for t, acc in enumerate(accs)]
+    return pd.DataFrame(rows)
+
+
+def plot_extrapolation(result: EvalResult, path: Path, folding: FoldResult | None = None) -> Path:
+    """Accuracy against test-time iterations, one line per test size; the training depth dashed.
+
+    With ``folding`` (a run's fold result) the folded model is drawn too, dashed.
+    """
+    frame = extrapolation_frame(result).assign(model="original")
+    title = "" if result.run is None else f"{result.run.task} / {result.run.model}"
+    if folding is not None:
+        frame = pd.concat([frame, extrapolation_frame(folding.evaluation).assign(model="folded")], ignore_index=True)
+        title += f": folded into {folding.report.num_loops} loop(s)"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=frame, x="iteration", y="accuracy", hue="size", palette="viridis", ax=ax,
+                 **(dict(style="model", style_order=["original", "folded"]) if folding is not None else {}))
+    ax.axvline(result.train_iters, color="grey", linestyle="--", linewidth=1, label="training depth")
+    ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy", title=title)
+    ax.legend(title="test size" if folding is None else None, loc="lower right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Write ``fig`` atomically (its format from ``path``'s suffix, PNG by default) and close it."""
     try:
+        fig.tight_layout()
         with atomic_path(path) as tmp:  # tmp ends in .tmp, so the format is named explicitly
             fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     finally:
         plt.close(fig)
-
-
-def extrapolation_frame(eval_json: dict) -> pd.DataFrame:
-    """Long table (size, iteration, accuracy) from one run's eval.json."""
-    rows = [
-        dict(size=int(size), iteration=t + 1, accuracy=acc)
-        for size, accs in eval_json["accuracy"].items()
-        for t, acc in enumerate(accs)
-    ]
-    return pd.DataFrame(rows)
-
-
-def plot_extrapolation(eval_json: dict, path: Path, fold_json: dict | None = None) -> Path:
-    """Accuracy against test-time iterations, one line per test size; the training depth dashed.
-
-    With ``fold_json`` (a run's fold.json) the folded model is drawn too, dashed.
-    """
-    frame = extrapolation_frame(eval_json).assign(model="original")
-    title = f"{eval_json.get('task', '')} / {eval_json.get('model', '')}"
-    if fold_json is not None:
-        frame = pd.concat([frame, extrapolation_frame(fold_json).assign(model="folded")], ignore_index=True)
-        title += f": folded into {fold_json.get('report', {}).get('num_loops', '?')} loop(s)"
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=frame, x="iteration", y="accuracy", hue="size", palette="viridis", ax=ax,
-                 **(dict(style="model", style_order=["original", "folded"]) if fold_json is not None else {}))
-    ax.axvline(eval_json["train_iters"], color="grey", linestyle="--", linewidth=1, label="training depth")
-    ax.set(ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy", title=title)
-    ax.legend(title="test size" if fold_json is None else None, loc="lower right", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
     return path
 
 
@@ -68,9 +65,7 @@ def plot_training(metrics: list[dict], path: Path) -> Path:
     axes[0].set_yscale("log")
     sns.lineplot(data=frame, x="step", y="train_acc", ax=axes[1])
     axes[1].set(ylim=(-0.02, 1.02), ylabel="training accuracy (exact match)")
-    fig.tight_layout()
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | None = None) -> Path:
@@ -95,9 +90,7 @@ def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | No
                 ax.axhline(edge, color="white", linewidth=0.6)
                 ax.axvline(edge, color="white", linewidth=0.6)
         ax.set(title=f"LSM of {name}", xlabel="layer", ylabel="layer")
-    fig.tight_layout()
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, path)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -110,21 +103,21 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     written = []
     eval_path = run_dir / "eval.json"
-    if eval_path.exists():
-        written.append(plot_extrapolation(json.loads(eval_path.read_text()), run_dir / "extrapolation.png"))
+    result = EvalResult.read(eval_path) if eval_path.exists() else None
+    if result is not None:
+        written.append(plot_extrapolation(result, run_dir / "extrapolation.png"))
     metrics = read_metrics(run_dir)
     if metrics:
         written.append(plot_training(metrics, run_dir / "training.png"))
     lsm_path = run_dir / "lsm.json"
     if lsm_path.exists():
-        banks = json.loads(lsm_path.read_text())  # {bank: {"lsm", "coefficients", ...}} (benchmark.sharing)
+        banks = SimilarityRecord.read(lsm_path).banks
         if banks:
-            written.append(plot_lsm({name: bank["lsm"] for name, bank in banks.items()}, run_dir / "lsm.png",
-                                    group_size={name: bank.get("layers_per_position") for name, bank in banks.items()}))
+            written.append(plot_lsm({name: bank.lsm for name, bank in banks.items()}, run_dir / "lsm.png",
+                                    group_size={name: bank.layers_per_position for name, bank in banks.items()}))
     fold_path = run_dir / "fold.json"
-    if fold_path.exists() and eval_path.exists():
-        written.append(plot_extrapolation(json.loads(eval_path.read_text()), run_dir / "extrapolation_folded.png",
-                                          fold_json=json.loads(fold_path.read_text())))
+    if fold_path.exists() and result is not None:
+        written.append(plot_extrapolation(result, run_dir / "extrapolation_folded.png", folding=FoldResult.read(fold_path)))
     return written
 
 

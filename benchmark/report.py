@@ -14,7 +14,6 @@ by model, and writes to ``--out`` (default: the first folder):
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -24,7 +23,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from benchmark.plot import read_metrics  # noqa: E402
+from benchmark.fileio import write_atomic, write_text  # noqa: E402
+from benchmark.plot import read_metrics, save_figure  # noqa: E402
+from benchmark.results import EvalResult, FoldResult, ResultFormatError, RunInfo  # noqa: E402
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
@@ -36,37 +37,45 @@ def steps_to_accuracy(metrics: list[dict], threshold: float = 0.99) -> int | Non
     return next((m["step"] for m in metrics if m.get("train_acc", 0.0) >= threshold), None)
 
 
+def read_run(run_dir: Path) -> tuple[EvalResult, RunInfo]:
+    """A run directory's evaluation and the run information its eval.json must carry."""
+    result = EvalResult.read(run_dir / "eval.json")
+    if result.run is None:
+        raise ResultFormatError(f"{run_dir / 'eval.json'} has no run information (task, model, seed): it is not a run's own eval.json.")
+    return result, result.run
+
+
 def run_rows(run_dir: Path) -> list[dict]:
     """One row per test size of one run."""
-    results = json.loads((run_dir / "eval.json").read_text())
+    result, info = read_run(run_dir)
     fold_path = run_dir / "fold.json"
-    fold = json.loads(fold_path.read_text()) if fold_path.exists() else None
+    folding = FoldResult.read(fold_path) if fold_path.exists() else None
+    folded = folding.evaluation.summary if folding else {}
     metrics = read_metrics(run_dir)
     steps = steps_to_accuracy(metrics)
     steps_90 = steps_to_accuracy(metrics, 0.9)
     rows = []
-    for size, s in results["summary"].items():
+    for size, s in result.summary.items():
         row = dict(
-            run=str(run_dir), task=results.get("task"), model=results.get("model"), seed=results.get("seed"),
-            parameters=results.get("parameters"), size=int(size), train_size=results.get("train_size"),
-            at_train_depth=s["at_train_depth"], best=s["best"], best_iter=s["best_iter"], final=s["final"],
-            final_iter=s["final_iter"], steps_to_99=steps, steps_to_90=steps_90,
-            final_train_acc=results.get("final_train_acc"), train_seconds=results.get("seconds", {}).get("train"),
+            run=str(run_dir), task=info.task, model=info.model, seed=info.seed, parameters=info.parameters, size=size,
+            train_size=info.train_size, at_train_depth=s.at_train_depth, best=s.best, best_iter=s.best_iter, final=s.final,
+            final_iter=s.final_iter, steps_to_99=steps, steps_to_90=steps_90, final_train_acc=info.final_train_acc,
+            train_seconds=info.seconds.train,
         )
-        if fold is not None and size in fold["summary"]:
-            row.update(folded_best=fold["summary"][size]["best"], folded_final=fold["summary"][size]["final"],
-                       folded_loops=fold["report"]["num_loops"], folded_parameters=fold["report"]["parameters_after"])
+        if size in folded:
+            row.update(folded_best=folded[size].best, folded_final=folded[size].final,
+                       folded_loops=folding.report.num_loops, folded_parameters=folding.report.parameters_after)
         rows.append(row)
     return rows
 
 
 def curves_frame(run_dirs: list[Path]) -> pd.DataFrame:
+    """Long table (model, seed, size, iteration, accuracy) of every run's accuracy curves."""
     rows = []
     for run_dir in run_dirs:
-        results = json.loads((run_dir / "eval.json").read_text())
-        for size, accs in results["accuracy"].items():
-            rows += [dict(model=results.get("model"), seed=results.get("seed"), size=int(size), iteration=t + 1, accuracy=a)
-                     for t, a in enumerate(accs)]
+        result, info = read_run(run_dir)
+        for size, accs in result.accuracy.items():
+            rows += [dict(model=info.model, seed=info.seed, size=size, iteration=t + 1, accuracy=a) for t, a in enumerate(accs)]
     return pd.DataFrame(rows)
 
 
@@ -108,10 +117,7 @@ def plot_curves(frame: pd.DataFrame, path: Path, train_iters: int | None = None)
         if train_iters:
             ax.axvline(train_iters, color="grey", linestyle="--", linewidth=1)
         ax.set(title=f"test size {size}", ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def report(folders: list[Path], out: Path) -> pd.DataFrame:
@@ -120,11 +126,11 @@ def report(folders: list[Path], out: Path) -> pd.DataFrame:
         raise ValueError(f"no run directories (folders with eval.json) under {', '.join(map(str, folders))}.")
     runs = pd.DataFrame([row for run_dir in run_dirs for row in run_rows(run_dir)])
     out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out / "runs.csv", index=False)
+    write_atomic(out / "runs.csv", lambda handle: runs.to_csv(handle, index=False))
     summary = summarise(runs)
-    summary.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(markdown_table(summary) + "\n")
-    train_iters = json.loads((run_dirs[0] / "eval.json").read_text()).get("train_iters")
+    write_atomic(out / "summary.csv", lambda handle: summary.to_csv(handle, index=False))
+    write_text(out / "summary.md", markdown_table(summary) + "\n")
+    train_iters = EvalResult.read(run_dirs[0] / "eval.json").train_iters
     plot_curves(curves_frame(run_dirs), out / "curves.png", train_iters)
     return summary
 

@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,15 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import evaluate as evaluation
 from benchmark.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.config import DEVICE_PATTERN, ConfigError, check_config, data_seeds, size_name
-from benchmark.sharing import analyse_run, loop_penalty
+from benchmark.evaluate import evaluate, format_table
+from benchmark.fileio import write_text
+from benchmark.folding import fold
+from benchmark.loop_regulariser import loop_penalty
+from benchmark.model import RecurrentConvNet
+from benchmark.results import EvalResult, FoldResult, RunInfo, Timing
+from benchmark.similarity import similarity_record
 from benchmark.train import fit
 from tasks.base import Task, TaskError
 
@@ -93,8 +99,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train and evaluate one model as ``cfg`` says; write the run directory; return eval results.
+@dataclass(frozen=True)
+class RunResult:
+    """What ``run`` returns: where the run wrote, its evaluation, and its fold (None: nothing to fold)."""
+
+    run_dir: Path
+    evaluation: EvalResult
+    fold: FoldResult | None
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """Train and evaluate one model as ``cfg`` says; write the run directory; return its results.
 
     Everything a user can get wrong is checked before anything is generated or written.
     """
@@ -107,7 +122,7 @@ def run(cfg: DictConfig) -> dict:
     checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
 
     run_dir = new_run_dir(cfg, task.name)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     log.info("run directory: %s", run_dir)
     cache = cfg.cache_dir if cfg.cache_dir else None
     train_seed, test_seed = data_seeds(cfg.seed)
@@ -128,38 +143,55 @@ def run(cfg: DictConfig) -> dict:
     train_s = time.perf_counter() - t0
     save_checkpoint(model, cfg, run_dir / "model.pt")
 
+    def score(m: torch.nn.Module) -> EvalResult:
+        return evaluate(m, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device)
+
     t0 = time.perf_counter()
-    results = evaluation.evaluate(model, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device)
+    evaluation = score(model)
     eval_s = time.perf_counter() - t0
-    results.update(
+    evaluation = replace(evaluation, run=RunInfo(
         task=task.name, model=model.name, parameters=n_params, seed=cfg.seed, train_size=cfg.size.train, device=str(device),
         final_train_acc=records[-1]["train_acc"] if records else None,
-        seconds=dict(generation=round(generation_s, 2), train=round(train_s, 2), eval=round(eval_s, 2)),
-    )
-    (run_dir / "eval.json").write_text(json.dumps(results, indent=1))
-    print(evaluation.format_table(results, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.iters} iterations)"))
-    # Layer similarity for every model with a bank; folding and the folded model's accuracy for
-    # those that learned their coefficients (lsm.json, fold.json).
-    sharing = analyse_run(model, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device,
-                          cfg.eval.fold_threshold, run_dir, before=results)
-    if sharing["fold"]:
-        report = sharing["fold"]["report"]
-        if not report["merged"]:
-            print(f"fold: no layers parallel within |cos| >= {cfg.eval.fold_threshold}; nothing folded (see lsm.json)")
-        else:
-            print(evaluation.format_table(sharing["fold"], title=f"folded into {report['num_loops']} loop(s), "
-                                          f"{report['block_weights_after']} distinct block weights of {report['block_weights_before']}"))
-        results["fold"] = sharing["fold"]["summary"]
+        seconds=Timing(generation=round(generation_s, 2), train=round(train_s, 2), eval=round(eval_s, 2)),
+    ))
+    evaluation.write(run_dir / "eval.json")
+    print(format_table(evaluation, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.iters} iterations)"))
+    folding = analyse_sharing(model, evaluation, score, cfg.eval.fold_threshold, run_dir)
 
     from benchmark import plot  # imported late: matplotlib is slow to import and only needed here
 
     plot.plot_run(run_dir)
     print(f"results in {run_dir}", flush=True)
-    results["run_dir"] = str(run_dir)
-    return results
+    return RunResult(run_dir=run_dir, evaluation=evaluation, fold=folding)
 
 
-def main(cfg: DictConfig) -> dict | None:
+def analyse_sharing(model: torch.nn.Module, before: EvalResult, score: Callable[[torch.nn.Module], EvalResult],
+                    threshold: float, run_dir: Path) -> FoldResult | None:
+    """Write ``lsm.json`` for every model; fold one that learned its coefficients and write ``fold.json``.
+
+    ``before`` is the model's own evaluation; ``score`` evaluates a model on the run's test sets
+    (up to the run's ``eval.iters``, so the folded loops run past the training depth). Returns
+    the fold's result, or None when the model has no learned bank to fold.
+    """
+    similarity_record(model).write(run_dir / "lsm.json")
+    if not isinstance(model, RecurrentConvNet) or not model.bank.learns_coefficients:
+        return None
+    folded, report = fold(model, threshold)
+    if not report.merged and model.iteration_limit == folded.iteration_limit:
+        # Every weight kept its own tensor with scale 1: the folded network computes exactly what
+        # the original does, so its accuracy is the original's and need not be measured again.
+        after = replace(before, run=None)
+        print(f"fold: no layers parallel within |cos| >= {threshold}; nothing folded (see lsm.json)")
+    else:
+        after = score(folded)
+        print(format_table(after, title=f"folded into {report.num_loops} loop(s), "
+                                        f"{report.block_weights_after} distinct block weights of {report.block_weights_before}"))
+    result = FoldResult.compare(before, after, folded.name, report)
+    result.write(run_dir / "fold.json")
+    return result
+
+
+def main(cfg: DictConfig) -> RunResult | None:
     """Hydra entry: user errors end with one sentence on stderr and exit status 2."""
     try:
         return run(cfg)

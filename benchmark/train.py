@@ -13,11 +13,10 @@ The loss is averaged over the positions the task marks valid (maze walls do not 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +25,8 @@ from tqdm import tqdm
 
 from benchmark.bank import no_decay_parameters
 from benchmark.config import TrainConfig
+from benchmark.fileio import write_text
 from tasks.base import Task
-
-log = logging.getLogger(__name__)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -68,6 +66,75 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def progressive_loss(
+    model: nn.Module,
+    task: Task,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    iters: int,
+    alpha: float,
+    generator: torch.Generator,
+    detach_extra: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The loss of one batch, ``(1 - alpha) * CE(after iters) + alpha * CE(progressive)``.
+
+    inputs ``(N, C, *S)``, targets ``(N, *S)``. The progressive term runs n iterations without
+    gradient, detaches, and k more with gradient (``draw_progressive_split``, which draws from
+    ``generator``); each term is skipped when its weight is 0. Returns ``(loss, logits)``: a
+    0-d tensor, and the logits ``(N, classes, *S)`` after ``iters`` iterations when the full term
+    computed them (None otherwise).
+    """
+    valid = task.valid(inputs)  # (N, *S)
+    loss = torch.zeros((), device=inputs.device)
+    logits_full = None
+    if alpha < 1:
+        logits_full = model(inputs, iters)
+        loss = loss + (1 - alpha) * masked_cross_entropy(logits_full, targets, valid)
+    if alpha > 0:
+        n, k = draw_progressive_split(iters, generator, detach_extra)
+        with torch.no_grad():
+            state = model.run(inputs, n) if n > 0 else model.initial_state(inputs)
+        state = model.run(inputs, k, state=state.detach(), start=n)
+        loss = loss + alpha * masked_cross_entropy(model.head(state), targets, valid)
+    return loss, logits_full
+
+
+class MetricsWindow:
+    """Training loss and accuracy summed over the steps since the last record.
+
+    The sums stay on the device (float64 loss, int64 counts: the same numbers as summing
+    ``loss.item()`` on the host), so a step costs no host sync; ``record`` syncs once.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self.batches = self.count = 0
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.detach().double()
+        self.batches += 1
+
+    def add_predictions(self, task: Task, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor) -> None:
+        """Count the exactly solved samples of a batch; logits ``(N, classes, *S)``."""
+        self.correct += task.score(inputs, targets, logits.argmax(1)).sum()
+        self.count += len(inputs)
+
+    def record(self, step: int, epoch: int, samples: int, **extra: float) -> dict:
+        """One metrics record: where training stands, the window's mean loss and accuracy, ``extra``.
+
+        Syncs with the device once, then starts a new window.
+        """
+        loss, correct = float(self.loss_sum) / max(1, self.batches), int(self.correct)
+        record = dict(step=step, epoch=epoch, samples=samples, loss=loss, train_acc=correct / max(1, self.count), **extra)
+        self.reset()
+        return record
+
+
 def fit(
     model: nn.Module,
     task: Task,
@@ -79,10 +146,11 @@ def fit(
     regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train ``model`` on ``data``; append one JSON line per logged step to ``metrics_path``.
+    """Train ``model`` on ``data``; write one JSON line per logged step to ``metrics_path``.
 
-    Returns the logged records. ``regulariser`` is an optional callable ``model -> loss`` added
-    to the objective (the loop-inducing regulariser of ``benchmark.sharing``).
+    Returns the logged records. ``seed`` drives the batch order and the progressive draws.
+    ``regulariser`` is an optional callable ``model -> loss`` added to the objective (e.g. the
+    loop-inducing regulariser of ``benchmark.loop_regulariser``).
     """
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
@@ -92,32 +160,19 @@ def fit(
     total = cfg.epochs * len(loader)
     warmup = min(cfg.warmup_steps, total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
-    m = cfg.iters
     # A fixed-depth model (feed-forward) has no iterations past its depth to learn holding in.
     detach_extra = cfg.detach_extra if getattr(model, "iteration_limit", None) is None else 0
     model.to(device).train()
     records: list[dict] = []
-    metrics_file = open(metrics_path, "a") if metrics_path else None
-    step, seen, batches, correct_window, count_window, loss_window = 0, 0, 0, 0, 0, 0.0
+    window = MetricsWindow(device)
+    step = seen = 0
     start = time.perf_counter()
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         for epoch in range(cfg.epochs):
             for inputs, targets in loader:
                 inputs, targets = inputs.to(device), targets.to(device)
-                valid = task.valid(inputs)
-                loss = torch.zeros((), device=device)
-                logits_full = None
-                if cfg.alpha < 1:
-                    logits_full = model(inputs, m)
-                    loss = loss + (1 - cfg.alpha) * masked_cross_entropy(logits_full, targets, valid)
-                if cfg.alpha > 0:
-                    n, k = draw_progressive_split(m, generator, detach_extra)
-                    with torch.no_grad():
-                        state = model.run(inputs, n) if n > 0 else model.initial_state(inputs)
-                    state = model.run(inputs, k, state=state.detach(), start=n)
-                    logits_prog = model.head(state)
-                    loss = loss + cfg.alpha * masked_cross_entropy(logits_prog, targets, valid)
+                loss, logits = progressive_loss(model, task, inputs, targets, cfg.iters, cfg.alpha, generator, detach_extra)
                 if regulariser is not None:
                     loss = loss + regulariser(model)
                 optimizer.zero_grad(set_to_none=True)
@@ -126,36 +181,24 @@ def fit(
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 optimizer.step()
                 scheduler.step()
-                step += 1
-                seen += len(inputs)
-                batches += 1
-                loss_window += loss.item()
+                step, seen = step + 1, seen + len(inputs)
                 log_now = step % cfg.log_every == 0 or step == total
-                # Training accuracy at iters: free when the full term was computed; with
+                window.add_loss(loss)
+                # Training accuracy at iters: free when the full term computed the logits; with
                 # alpha = 1 it costs an extra pass, so it is then measured on logged steps only.
-                if logits_full is not None or log_now:
+                if logits is not None or log_now:
                     with torch.no_grad():
-                        if logits_full is None:
-                            logits_full = model(inputs, m)
-                        correct_window += int(task.score(inputs, targets, logits_full.argmax(1)).sum())
-                    count_window += len(inputs)
+                        window.add_predictions(task, inputs, targets, model(inputs, cfg.iters) if logits is None else logits)
                 bar.update()
                 if log_now:
                     elapsed = time.perf_counter() - start
-                    record = dict(
-                        step=step, epoch=epoch + 1, samples=seen, loss=loss_window / batches,
-                        train_acc=correct_window / max(1, count_window), lr=scheduler.get_last_lr()[0],
-                        seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1),
-                    )
-                    records.append(record)
-                    if metrics_file:
-                        metrics_file.write(json.dumps(record) + "\n")
-                        metrics_file.flush()
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['train_acc']:.3f}", sps=record["samples_per_s"])
-                    batches, correct_window, count_window, loss_window = 0, 0, 0, 0.0
+                    records.append(window.record(step=step, epoch=epoch + 1, samples=seen, lr=scheduler.get_last_lr()[0],
+                                                 seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1)))
+                    if metrics_path is not None:
+                        write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+                    bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", acc=f"{records[-1]['train_acc']:.3f}",
+                                    sps=records[-1]["samples_per_s"])
     finally:
         bar.close()
-        if metrics_file:
-            metrics_file.close()
     model.eval()
     return records

@@ -81,15 +81,15 @@ def test_unknown_options_are_refused_by_hydra(tmp_path, override, message):
 def test_every_model_config_runs(make_cfg, model):
     cfg = make_cfg(f"model={model}", "size.test=[7]", "size.train=5", "model.width=8")
     results = run(cfg)
-    expected_iters = 3 if model == "feedforward" else 5  # the feed-forward net is scored at its own depth (train.iters)
-    assert results["iterations"] == expected_iters
-    assert all(0.0 <= a <= 1.0 for acc in results["accuracy"].values() for a in acc)
+    expected_iters = 3 if model == "feedforward" else 5  # the feed-forward net is scored at its own depth
+    assert results.evaluation.iterations == expected_iters
+    assert all(0.0 <= a <= 1.0 for acc in results.evaluation.accuracy.values() for a in acc)
 
 
 def test_free_test_sizes_and_run_directory_naming(make_cfg):
     cfg = make_cfg("size.test=[7,11]", "size.train=5", "model.width=8", "run_id=x")
     results = run(cfg)
-    assert results["run_dir"].endswith(os.path.join("maze", "train5_test7-11", "shared", "x"))
-    assert set(results["accuracy"]) == {"5", "7", "11"}
+    assert str(results.run_dir).endswith(os.path.join("maze", "train5_test7-11", "shared", "x"))
+    assert set(results.evaluation.accuracy) == {5, 7, 11}
     again = run(cfg)  # the same run id is never overwritten
-    assert again["run_dir"].endswith("x-1")
+    assert str(again.run_dir).endswith("x-1")

@@ -27,7 +27,7 @@ def test_every_task_runs_end_to_end(make_cfg, task):
     # Each task's own default size (prefix sums 32 -> 512 bits, shortest paths 12 -> 24), tiny counts.
     cfg = make_cfg(f"task={task}", "run_id=r", "model.width=8")
     results = run(cfg)
-    run_dir = Path(results["run_dir"])
+    run_dir = results.run_dir
     assert run_dir == Path(cfg.results_dir) / task / size_name(cfg.size) / "shared" / "r"
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name

@@ -10,6 +10,7 @@ import errno
 import io
 import json
 import os
+from dataclasses import replace
 
 import matplotlib.figure
 import numpy as np
@@ -21,6 +22,7 @@ from benchmark import checkpoint, plot
 from benchmark.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.fileio import atomic_path, write_atomic, write_json, write_text
 from benchmark.model import RecurrentConvNet
+from benchmark.results import EvalResult
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -128,8 +130,8 @@ def test_cache_write_on_a_full_disk_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_plot_on_a_full_disk_keeps_the_previous_image(tmp_path, monkeypatch):
-    eval_json = {"task": "maze", "model": "shared", "train_iters": 2, "accuracy": {"9": [0.1, 0.5, 0.7]}}
-    path = plot.plot_extrapolation(eval_json, tmp_path / "extrapolation.png")
+    result = EvalResult(iterations=3, train_iters=2, accuracy={9: (0.1, 0.5, 0.7)})
+    path = plot.plot_extrapolation(result, tmp_path / "extrapolation.png")
     good = path.read_bytes()
     assert good.startswith(b"\x89PNG")  # a PNG although the temporary file's name ends in .tmp
 
@@ -140,5 +142,5 @@ def test_plot_on_a_full_disk_keeps_the_previous_image(tmp_path, monkeypatch):
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
     with pytest.raises(OSError, match="No space left"):
-        plot.plot_extrapolation({**eval_json, "accuracy": {"9": [0.0, 0.0, 1.0]}}, path)
+        plot.plot_extrapolation(replace(result, accuracy={9: (0.0, 0.0, 1.0)}), path)
     assert path.read_bytes() == good and _only(tmp_path) == ["extrapolation.png"]

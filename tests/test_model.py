@@ -75,3 +75,17 @@ def test_feedforward_cannot_extrapolate():
 def test_bad_model_options_are_rejected(bad):
     with pytest.raises(ValueError, match="must be an integer"):
         RecurrentConvNet(SPECS[2], **bad)
+
+
+def test_run_and_iter_logits_walk_the_same_states():
+    torch.manual_seed(0)
+    model = RecurrentConvNet(SPECS[1], width=4, depth=3, templates=2).eval()
+    x = _input(1)
+    with torch.no_grad():
+        states = list(model.states(x, 5))
+        assert len(states) == 5
+        torch.testing.assert_close(model.run(x, 5), states[-1])
+        torch.testing.assert_close(model.run(x, 0), model.initial_state(x))  # no iteration: the projected input
+        torch.testing.assert_close(model.run(x, 3, state=states[1], start=2), states[-1])  # resumed mid-way
+        for logits, h in zip(model.iter_logits(x, 5), states, strict=True):
+            torch.testing.assert_close(logits, model.head(h))

@@ -1,12 +1,19 @@
 """Tables and plots over several runs, and redrawing a run's plots from disk alone."""
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from benchmark import plot, report
+from benchmark.evaluate import evaluate
+from benchmark.fileio import write_text
+from benchmark.results import EvalResult, FoldReport, FoldResult, RunInfo, Timing
 from benchmark.run import run
+from known_answer import EIGHT_BITS, TASK, KnownAnswerNet, bit_strings
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +41,7 @@ def test_report_tabulates_every_run_and_summarises_over_seeds(sweep, tmp_path):
     assert set(summary["model"]) == {"recurrent", "shared_k1"} and (summary["seeds"] == 2).all()
     # The summary is the mean over seeds of what the runs' eval.json files say.
     for model in ("recurrent", "shared_k1"):
-        best = [json.loads(p.read_text())["summary"]["7"]["best"] for p in sweep.rglob(f"{model}/*/eval.json")]
+        best = [EvalResult.read(p).summary[7].best for p in sweep.rglob(f"{model}/*/eval.json")]
         row = summary[(summary["model"] == model) & (summary["size"] == 7)].iloc[0]
         assert row["best_mean"] == pytest.approx(sum(best) / len(best))
     assert "folded_best" in runs  # the shared model was folded
@@ -59,3 +66,48 @@ def test_plots_are_redrawn_from_a_run_directory_alone(sweep, capsys):
 def test_report_refuses_a_folder_without_runs(tmp_path):
     with pytest.raises(SystemExit):
         report.main([str(tmp_path)])
+
+
+def _known_run(root: Path, seed: int, hold: int, final_train_acc: float, metrics: list[tuple[int, float]],
+               folded_hold: int | None = None) -> Path:
+    """A run directory as a run leaves it, with the known-answer model's evaluation in it."""
+    run_dir = root / "prefix_sums" / "train8_test6" / "stub" / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    test_sets = {8: bit_strings(*EIGHT_BITS), 6: bit_strings("000000", "111111")}
+    before = evaluate(KnownAnswerNet(hold), TASK, test_sets, 7, 3, 2, torch.device("cpu"))
+    info = RunInfo(task="prefix_sums", model="stub", parameters=1234, seed=seed, train_size=8, device="cpu",
+                   final_train_acc=final_train_acc, seconds=Timing(generation=0.0, train=1.0, eval=0.0))
+    replace(before, run=info).write(run_dir / "eval.json")
+    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(dict(step=s, train_acc=a)) + "\n" for s, a in metrics))
+    if folded_hold is not None:
+        after = evaluate(KnownAnswerNet(folded_hold), TASK, test_sets, 7, 3, 2, torch.device("cpu"))
+        FoldResult.compare(before, after, "stub-folded", FoldReport(threshold=0.99, positions=1)).write(run_dir / "fold.json")
+    return run_dir
+
+
+def test_report_table_of_runs_with_known_answers(tmp_path):
+    """Two seeds whose curves, training logs and fold are known: every figure of the table is too."""
+    _known_run(tmp_path, 0, hold=5, final_train_acc=0.95, metrics=[(10, 0.5), (20, 0.92), (30, 0.995)], folded_hold=3)
+    _known_run(tmp_path, 1, hold=3, final_train_acc=0.85, metrics=[(10, 0.4), (20, 0.85), (30, 0.91)])
+    summary = report.report([tmp_path], tmp_path / "out")
+    lines = (tmp_path / "out" / "summary.md").read_text().splitlines()
+    # Size 8: at iteration 3 both 75%; best 100% and 75%; final 50% and 25% (sample std 17.7).
+    # Size 6 ("000000" solved from iteration 1, "111111" from 7): 50% at 1..hold, then 0% until
+    # iteration 7 solves the other one: 50% at 3, best 50% at iteration 1, final 50%.
+    assert lines[2:] == [
+        "| stub | 1,234 | 6 | 2 | 50.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 | 90.0 ± 7.1 | 25 (2/2) / 30 (1/2) |",
+        "| stub | 1,234 | 8 | 2 | 75.0 ± 0.0 | 87.5 ± 17.7 | 37.5 ± 17.7 | 90.0 ± 7.1 | 25 (2/2) / 30 (1/2) |",
+    ]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv").sort_values(["seed", "size"])
+    assert runs["best_iter"].tolist() == [1, 5, 1, 3]
+    assert runs["folded_best"].tolist()[:2] == [0.5, 0.75] and runs["folded_best"].iloc[2:].isna().all()
+    assert summary.loc[summary["size"] == 8, "folded_best_mean"].item() == 0.75
+
+
+def test_report_reproduces_the_committed_reference_tables(tmp_path, monkeypatch):
+    """The reference tables are what `python -m benchmark.report` makes of the committed runs."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)  # runs.csv names each run by the path it was found under
+    report.report([Path("results/reference/sharing_maze")], tmp_path)
+    for name in ("runs.csv", "summary.csv", "summary.md"):
+        assert (tmp_path / name).read_bytes() == (root / "results/reference/sharing_maze" / name).read_bytes(), name

@@ -1,0 +1,88 @@
+"""The loop-inducing regulariser: a training loss that pulls same-role bank layers parallel.
+
+Added to the task loss (``train.loop_weight``), it asks a template-shared network to become
+foldable into loops (``benchmark.folding``); Savarese & Maire (ICLR 2019) suggest such a term.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from benchmark.model import CONVS_PER_BLOCK
+from benchmark.similarity import EPS, bank_owners, find_banks
+
+
+def loop_pairs(model: nn.Module) -> dict[str, list[tuple[int, int]]]:
+    """The pairs of bank layers that ``loop_penalty`` pulls together, per learned bank.
+
+    - bank of a ``RecurrentConvNet`` with depth D > 1: slot c of position p with slot c of
+      position p + 1 (layers 4p + c and 4p + 4 + c). These layers do the same job one iteration
+      apart, so parallel rows make neighbouring positions one block: exactly what ``fold``
+      turns into a loop that runs longer at test time.
+    - bank of a ``RecurrentConvNet`` with depth 1: the two residual blocks of the block, slot by
+      slot (layers 0-2 and 1-3). Conv 0 and conv 1 of one residual block play different roles
+      (one feeds a ReLU, the other the skip sum), so they are not paired; the two residual
+      blocks compute the same thing, so pairing them asks for "one residual block run twice".
+    - any other learned bank: neighbouring layers (i, i + 1), the paper's notion of a loop.
+
+    Fixed-identity banks have nothing to learn and are left out.
+    """
+    owners = bank_owners(model)
+    pairs = {}
+    for name, bank in find_banks(model).items():
+        if not bank.learns_coefficients:
+            continue
+        depth = owners[name].depth if name in owners else None
+        if depth is None:
+            pairs[name] = [(i, i + 1) for i in range(bank.num_layers - 1)]
+        elif depth > 1:
+            pairs[name] = [(i, i + CONVS_PER_BLOCK) for i in range(bank.num_layers - CONVS_PER_BLOCK)]
+        else:
+            pairs[name] = [(c, c + 2) for c in range(CONVS_PER_BLOCK - 2)]
+    return {name: p for name, p in pairs.items() if p}
+
+
+def _pair_cosines(model: nn.Module) -> torch.Tensor | None:
+    """Signed cosines ``(pairs,)`` of every ``loop_pairs`` pair of every learned bank, concatenated."""
+    banks, cosines = find_banks(model), []
+    for name, pairs in loop_pairs(model).items():
+        a = banks[name].coefficients  # (L, k)
+        i, j = (torch.tensor(idx, device=a.device) for idx in zip(*pairs))
+        ai, aj = a[i], a[j]  # (pairs, k)
+        cosines.append((ai * aj).sum(1) / (ai.norm(dim=1) * aj.norm(dim=1)).clamp_min(EPS))
+    return torch.cat(cosines) if cosines else None
+
+
+def loop_penalty(model: nn.Module) -> torch.Tensor:
+    """The loop-inducing regulariser: ``mean over pairs (i, j) of 1 - cos^2(a_i, a_j)``.
+
+    The pairs are those of ``loop_pairs`` (same-role layers one step apart) over every learned
+    bank of ``model``. Why this form:
+
+    - it depends only on the directions of the rows, like the LSM (cos^2 = LSM^2), so it neither
+      shrinks nor grows the weights and leaves their scale to the task loss; a pair is free to
+      end up anti-parallel (a negative scale folds just as exactly);
+    - it lies in [0, 1] (0 exactly when every pair is parallel), so ``train.loop_weight`` reads
+      as a fraction of the task loss whatever the depth;
+    - it is smooth everywhere, unlike 1 - |cos|, whose kink at cos = 0 gives a useless gradient.
+      (Exactly orthogonal rows are a saddle of either form: the task loss moves them off it.)
+
+    Returns a 0-d tensor (a constant 0 when the model has no learned bank). Use it as
+    ``loss + weight * loop_penalty(model)``, e.g. ``fit(..., regulariser=lambda m: w * loop_penalty(m))``.
+    """
+    cos = _pair_cosines(model)
+    if cos is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return torch.zeros((), device=device)
+    return (1.0 - cos.square()).mean()
+
+
+def loop_similarity(model: nn.Module) -> float:
+    """Mean |cos| over the ``loop_pairs`` of ``model`` (1: every pair parallel; NaN: no pairs)."""
+    with torch.no_grad():
+        cos = _pair_cosines(model)
+    return float("nan") if cos is None else float(cos.abs().mean())
+
+
+__all__ = ["loop_pairs", "loop_penalty", "loop_similarity"]

@@ -1,0 +1,348 @@
+"""Typed results that cross modules, and the only place that knows their JSON key names.
+
+    eval.json   EvalResult: accuracy[size][iteration], its per-size summary, and (for a run's own
+                evaluation) RunInfo: what was trained, with which seed, how long it took
+    fold.json   FoldResult: the folded model's EvalResult, the FoldReport of what ``fold`` did
+                and, per size, its accuracy before and after folding
+    lsm.json    SimilarityRecord: per template bank, its coefficients and layer similarity matrix
+
+Each type writes its file through ``benchmark.fileio.write_json`` (atomic, strict JSON) and reads
+it back; ``read(path) .write(path)`` reproduces a file byte for byte. Sizes are ``int`` here and
+strings only in JSON (object keys must be strings). Derived figures (the summary, a fold's
+deltas, its loop count) are written for readers of the files but recomputed when read, so a file
+whose figures disagree with its own data is refused rather than trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.fileio import write_json
+
+
+class ResultFormatError(ValueError):
+    """A results file that is not in the format this module writes; its message is one sentence."""
+
+
+def _read_json(path: str | Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ResultFormatError(f"{path} is not valid JSON ({err}).") from err
+
+
+def _parse(path: str | Path, what: str, build: Any) -> Any:
+    """``build(data)`` of the JSON at ``path``, with a missing key or wrong shape named in one sentence."""
+    data = _read_json(path)
+    try:
+        return build(data)
+    except ResultFormatError as err:
+        raise ResultFormatError(f"{path}: {err}") from err
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ResultFormatError(f"{path} is not a {what} file this version can read ({type(err).__name__}: {err}).") from err
+
+# ---------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class SizeSummary:
+    """The headline figures of one test size's accuracy curve (iterations count from 1)."""
+
+    train_depth: int  # the training depth, capped at the iterations scored
+    at_train_depth: float
+    best_iter: int  # the first iteration reaching the best accuracy
+    best: float
+    final_iter: int
+    final: float
+
+    @classmethod
+    def of(cls, accuracy: Sequence[float], train_iters: int) -> SizeSummary:
+        """Summarise ``accuracy`` (after iterations 1..T) for a model trained with ``train_iters``."""
+        if not accuracy:
+            raise ValueError("an accuracy curve needs at least one iteration.")
+        best = max(range(len(accuracy)), key=lambda t: (accuracy[t], -t))  # ties: the earliest
+        depth = min(train_iters, len(accuracy))
+        return cls(train_depth=depth, at_train_depth=accuracy[depth - 1], best_iter=best + 1, best=accuracy[best],
+                   final_iter=len(accuracy), final=accuracy[-1])
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of a run's phases."""
+
+    generation: float
+    train: float
+    eval: float
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's own eval.json says about the run beside its accuracy."""
+
+    task: str
+    model: str
+    parameters: int
+    seed: int
+    train_size: int
+    device: str
+    final_train_acc: float | None  # the last logged training accuracy (None: nothing logged)
+    seconds: Timing
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """An external dataset a run was re-scored on (``python -m benchmark.evaluate --data``)."""
+
+    file: str
+    sha256: str
+    samples: int
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """What a re-evaluation's file says beside its accuracy: the run's task and model, and the
+    external data it was scored on (None: the task's own generated test sets)."""
+
+    task: str
+    model: str
+    data: DataSource | None = None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Exact-match accuracy per test size after each test-time iteration 1..``iterations``.
+
+    ``accuracy[size][t - 1]`` is the accuracy after t iterations. ``run`` is set for a run's own
+    evaluation (eval.json) and None for re-evaluations and a folded model's result.
+    """
+
+    iterations: int
+    train_iters: int
+    accuracy: Mapping[int, tuple[float, ...]]
+    run: RunInfo | None = None
+    reevaluation: Reevaluation | None = None
+
+    def __post_init__(self) -> None:
+        for size, curve in self.accuracy.items():
+            if len(curve) != self.iterations:
+                raise ValueError(f"size {size} has {len(curve)} accuracies for {self.iterations} iterations.")
+
+    @property
+    def sizes(self) -> list[int]:
+        return list(self.accuracy)
+
+    @property
+    def summary(self) -> dict[int, SizeSummary]:
+        return {size: SizeSummary.of(curve, self.train_iters) for size, curve in self.accuracy.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(
+            iterations=self.iterations,
+            train_iters=self.train_iters,
+            accuracy={str(size): list(curve) for size, curve in self.accuracy.items()},
+            summary={str(size): asdict(s) for size, s in self.summary.items()},
+        )
+        if self.run is not None:
+            data.update(asdict(self.run))
+        if self.reevaluation is not None:
+            data.update({k: v for k, v in asdict(self.reevaluation).items() if v is not None})
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
+        run = reevaluation = None
+        if "seconds" in data:  # a run's own evaluation
+            run = RunInfo(**{k: data[k] for k in RunInfo.__dataclass_fields__ if k != "seconds"},
+                          seconds=Timing(**data["seconds"]))
+        elif "task" in data:  # a re-evaluation of a run's checkpoint
+            source = DataSource(**data["data"]) if "data" in data else None
+            reevaluation = Reevaluation(task=data["task"], model=data["model"], data=source)
+        result = cls(iterations=data["iterations"], train_iters=data["train_iters"],
+                     accuracy={int(size): tuple(curve) for size, curve in data["accuracy"].items()}, run=run,
+                     reevaluation=reevaluation)
+        stored = {int(size): SizeSummary(**s) for size, s in data["summary"].items()}
+        if stored != result.summary:
+            raise ResultFormatError("its summary disagrees with its accuracy curves.")
+        return result
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalResult:
+        return _parse(path, "eval.json", cls.from_json)
+
+
+# ---------------------------------------------------------------------------- folding
+@dataclass(frozen=True)
+class FoldedLoop:
+    """One loop of a folded network: the trained iterations (block positions) it covers.
+
+    ``block_weights``: per slot (the block's 4 convs), the index of the distinct weight the loop
+    uses; ``block_scales``: per position, per slot, the scale of that weight. ``recall_weights``
+    and ``recall_scales``: per position, the same for its recall conv (empty without recall).
+    """
+
+    positions: list[int]
+    block_weights: list[int]
+    block_scales: list[list[float]]
+    recall_weights: list[int] = field(default_factory=list)
+    recall_scales: list[float] = field(default_factory=list)
+
+
+@dataclass
+class FoldReport:
+    """What ``benchmark.folding.fold`` did.
+
+    ``max_relative_error``: the largest ``||W - s W_rep|| / ||W||`` over every folded conv (0 up
+    to rounding when rows are parallel). Parameter counts are of the modules themselves (shared
+    tensors once, scales included).
+    """
+
+    threshold: float
+    positions: int
+    loops: list[FoldedLoop] = field(default_factory=list)
+    block_weights_before: int = 0
+    block_weights_after: int = 0
+    recall_weights_before: int = 0
+    recall_weights_after: int = 0
+    parameters_before: int = 0
+    parameters_after: int = 0
+    extendable: bool = False
+    max_relative_error: float = 0.0
+
+    @property
+    def num_loops(self) -> int:
+        return len(self.loops)
+
+    @property
+    def merged(self) -> bool:
+        """Whether any two convs now share a weight (if not, the fold computes the original)."""
+        return (self.block_weights_after, self.recall_weights_after) != (self.block_weights_before, self.recall_weights_before)
+
+    def to_json(self) -> dict[str, Any]:
+        # ``merged`` is left out: the reference fold.json files were written without it.
+        return dict(asdict(self), num_loops=self.num_loops)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FoldReport:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "loops"}
+        report = cls(**fields, loops=[FoldedLoop(**loop) for loop in data["loops"]])
+        if data["num_loops"] != report.num_loops or data.get("merged", report.merged) != report.merged:
+            raise ResultFormatError("its fold report's num_loops or merged disagrees with its loops and weight counts.")
+        return report
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The figures a fold is judged by, of one test size."""
+
+    at_train_depth: float
+    best: float
+    best_iter: int
+
+    @classmethod
+    def of(cls, summary: SizeSummary) -> Headline:
+        return cls(at_train_depth=summary.at_train_depth, best=summary.best, best_iter=summary.best_iter)
+
+
+@dataclass(frozen=True)
+class SizeComparison:
+    """One test size's headline figures before and after folding."""
+
+    before: Headline
+    after: Headline
+
+    @property
+    def delta_at_train_depth(self) -> float:
+        return self.after.at_train_depth - self.before.at_train_depth
+
+    @property
+    def delta_best(self) -> float:
+        return self.after.best - self.before.best
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(before=asdict(self.before), after=asdict(self.after),
+                    delta_at_train_depth=self.delta_at_train_depth, delta_best=self.delta_best)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SizeComparison:
+        comparison = cls(before=Headline(**data["before"]), after=Headline(**data["after"]))
+        if (data["delta_at_train_depth"], data["delta_best"]) != (comparison.delta_at_train_depth, comparison.delta_best):
+            raise ResultFormatError("its comparison's deltas disagree with its before and after figures.")
+        return comparison
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """A folded model's evaluation (on the original's test sets), what the fold did, and how it compares."""
+
+    evaluation: EvalResult
+    model: str
+    report: FoldReport
+    comparison: Mapping[int, SizeComparison]
+
+    @classmethod
+    def compare(cls, before: EvalResult, after: EvalResult, model: str, report: FoldReport) -> FoldResult:
+        """The result of folding a model scored ``before`` into one named ``model`` scored ``after``."""
+        b, a = before.summary, after.summary
+        comparison = {size: SizeComparison(Headline.of(b[size]), Headline.of(a[size])) for size in b if size in a}
+        return cls(evaluation=after, model=model, report=report, comparison=comparison)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.evaluation.to_json(), model=self.model, report=self.report.to_json(),
+                    comparison={str(size): c.to_json() for size, c in self.comparison.items()})
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FoldResult:
+        return cls(evaluation=EvalResult.from_json(data), model=data["model"], report=FoldReport.from_json(data["report"]),
+                   comparison={int(size): SizeComparison.from_json(c) for size, c in data["comparison"].items()})
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | Path) -> FoldResult:
+        return _parse(path, "fold.json", cls.from_json)
+
+
+# ---------------------------------------------------------------------------- layer similarity
+@dataclass(frozen=True)
+class BankSimilarity:
+    """One template bank's coefficients ``(L, k)`` and layer similarity matrix ``(L, L)``.
+
+    ``layers_per_position``: bank layers per block position (4 for a ``RecurrentConvNet``'s bank,
+    None when the bank has no position layout); plots draw a line between positions.
+    """
+
+    lsm: list[list[float]]
+    coefficients: list[list[float]]
+    learned: bool
+    layers_per_position: int | None = None
+
+
+@dataclass(frozen=True)
+class SimilarityRecord:
+    """Every template bank of a model by module path (``"bank"`` for a model's own bank)."""
+
+    banks: Mapping[str, BankSimilarity]
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: asdict(bank) for name, bank in self.banks.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SimilarityRecord:
+        return cls({name: BankSimilarity(**bank) for name, bank in data.items()})
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json(), indent=None)  # big matrices: one line, as always written
+
+    @classmethod
+    def read(cls, path: str | Path) -> SimilarityRecord:
+        return _parse(path, "lsm.json", cls.from_json)
+
+
+__all__ = ["BankSimilarity", "EvalResult", "FoldReport", "FoldResult", "FoldedLoop", "Headline", "ResultFormatError",
+           "RunInfo", "SimilarityRecord", "SizeComparison", "SizeSummary", "Timing"]
