@@ -144,3 +144,12 @@ def test_plot_on_a_full_disk_keeps_the_previous_image(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         plot.plot_extrapolation(replace(result, accuracy={9: (0.0, 0.0, 1.0)}), path)
     assert path.read_bytes() == good and _only(tmp_path) == ["extrapolation.png"]
+
+
+def test_published_files_get_the_usual_mode_not_the_temporary_files_private_one(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
