@@ -21,7 +21,7 @@ from conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "tests" / "plugin_example"
-BUILT_IN = ("maze", "prefix_sums", "shortest_path")
+BUILT_IN = ("maze", "prefix_sums", "shortest_path", "cifar10", "cifar100", "digits")
 
 
 def _cli(tmp_path: Path, *overrides: str, plugin: bool) -> subprocess.CompletedProcess:
