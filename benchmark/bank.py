@@ -6,9 +6,15 @@ Every layer's weight is a learned linear mix of a few shared templates,
 
 With k equal to the number of layers and alpha the identity, the layers are independent (an
 ordinary unshared network); with k = 1 every layer is the same weight up to a scalar.
+
+``fold_bank`` rewrites a trained bank whose rows are (nearly) parallel as a ``FoldedBank``: one
+weight per group of parallel layers and a scale per layer.
 """
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -57,6 +63,111 @@ class TemplateBank(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.num_layers}, templates={self.num_templates}, shape={self.shape}, learned={self.learns_coefficients}"
+
+
+class FoldedBank(nn.Module):
+    """A bank rewritten as a few distinct weights, an index and a scale per layer.
+
+    Layer i's weight is ``scales[i] * distinct[index[i]]``. It has ``TemplateBank``'s
+    ``weights()`` interface, so it replaces a bank inside a model unchanged (see ``fold_bank``).
+    A conv is linear in its weight, so a scaled weight is the same layer up to that scale.
+    """
+
+    def __init__(self, distinct: torch.Tensor, index: torch.Tensor, scales: torch.Tensor):
+        super().__init__()
+        if index.dim() != 1 or scales.shape != index.shape:
+            raise ValueError(f"index and scales must both be (layers,), got {tuple(index.shape)} and {tuple(scales.shape)}.")
+        self.num_layers, self.shape = len(index), tuple(distinct.shape[1:])
+        self.distinct = nn.Parameter(distinct)  # (G, *shape): one weight per group of parallel layers
+        self.scales = nn.Parameter(scales)  # (L,)
+        self.register_buffer("index", index.long())  # (L,) into distinct
+
+    def weights(self) -> torch.Tensor:
+        """All layers' weights ``(L, *shape)``: each its group's weight times its scale."""
+        return self.scales.reshape(-1, *(1,) * len(self.shape)) * self.distinct[self.index]
+
+    def extra_repr(self) -> str:
+        return f"layers={self.num_layers}, distinct={len(self.distinct)}, shape={self.shape}"
+
+
+@dataclass
+class BankFold:
+    """What ``fold_bank`` did to one bank (JSON-ready with ``dataclasses.asdict``).
+
+    ``index[i]``: the distinct weight layer i uses; ``scales[i]`` its scale; ``max_relative_error``:
+    the largest ``||W_i - s_i W_rep|| / ||W_i||`` (0 up to rounding when grouped rows are parallel).
+    """
+
+    threshold: float
+    layers: int
+    distinct: int
+    index: list[int]
+    scales: list[float]
+    parameters_before: int
+    parameters_after: int
+    max_relative_error: float
+
+
+_ROUNDING = 1e-6  # |cos| of exactly parallel rows may round to just below 1
+
+
+@torch.no_grad()
+def fold_bank(bank: TemplateBank, threshold: float = 0.99) -> tuple[FoldedBank, BankFold]:
+    """Group the layers of ``bank`` whose coefficient rows are parallel; keep one weight per group.
+
+    Greedy, in layer order: each layer joins the first group whose first member's row it is
+    parallel to (``LSM >= threshold``), else starts a group. Comparing with the first member,
+    not the last, keeps every member within acos(threshold) of it (no drift along a chain).
+    Member i becomes ``s_i * W_rep`` with ``s_i = <a_i, a_rep> / ||a_rep||^2``, exact when the
+    rows are parallel (either sign). Returns the ``FoldedBank`` (on the bank's device and dtype)
+    and its ``BankFold`` report.
+    """
+    from benchmark.similarity import layer_similarity  # imported here: benchmark.similarity imports this module (via model)
+
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"the fold threshold must lie in (0, 1], got {threshold}.")
+    a = bank.coefficients.detach().double()  # (L, k)
+    lsm = layer_similarity(a)
+    reps: list[int] = []
+    index = []
+    for i in range(len(a)):
+        group = next((g for g, r in enumerate(reps) if lsm[i, r] >= threshold - _ROUNDING), None)
+        if group is None:
+            reps.append(i)
+            group = len(reps) - 1
+        index.append(group)
+    rep_rows = a[[reps[g] for g in index]]  # (L, k): each layer's representative row
+    scales = (a * rep_rows).sum(1) / rep_rows.square().sum(1).clamp_min(1e-300)  # (L,)
+    mixed = bank.weights().detach()  # (L, *shape)
+    index_t = torch.tensor(index, device=mixed.device)
+    folded = FoldedBank(mixed[reps].clone(), index_t, scales.to(mixed))
+    rebuilt = folded.weights().double().flatten(1)
+    errors = (mixed.double().flatten(1) - rebuilt).norm(dim=1) / mixed.double().flatten(1).norm(dim=1).clamp_min(1e-300)
+    report = BankFold(
+        threshold=threshold, layers=len(a), distinct=len(reps), index=index, scales=scales.tolist(),
+        parameters_before=sum(p.numel() for p in bank.parameters()),
+        parameters_after=sum(p.numel() for p in folded.parameters()),
+        max_relative_error=float(errors.max()),
+    )
+    return folded, report
+
+
+@torch.no_grad()
+def fold_model_banks(model: nn.Module, threshold: float = 0.99) -> tuple[nn.Module, dict[str, BankFold]]:
+    """A copy of ``model`` with every learned ``TemplateBank`` replaced by its ``fold_bank`` result.
+
+    For models that use their banks only through ``weights()`` (``benchmark.wide_resnet``).
+    Fixed-identity banks (unshared layers) are left as they are. Returns ``(folded, {bank path:
+    BankFold})``; ``model`` itself is untouched.
+    """
+    folded = copy.deepcopy(model)
+    reports = {}
+    for name, module in list(folded.named_modules()):
+        if name and isinstance(module, TemplateBank) and module.learns_coefficients:
+            parent_name, _, attribute = name.rpartition(".")
+            replacement, reports[name] = fold_bank(module, threshold)
+            setattr(folded.get_submodule(parent_name), attribute, replacement)
+    return folded, reports
 
 
 def no_decay_parameters(module: nn.Module) -> set[str]:

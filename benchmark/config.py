@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from tasks.base import Task, TaskError
 
@@ -108,7 +108,8 @@ register_configs()
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeding both accept 0 .. 2**32 - 1
 # The keys of the root config (configs/config.yaml); anything else came from a typo or a removed
 # option (`+variant=...`) and would be silently ignored.
-ROOT_KEYS = ("task", "size", "model", "train", "eval", "seed", "device", "results_dir", "run_id", "cache_dir", "progress")
+ROOT_KEYS = ("task", "size", "model", "train", "eval", "pipeline", "seed", "device", "results_dir", "run_id", "cache_dir",
+             "progress")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # A name that becomes one directory of a run's path: letters, digits and ._+=,- only, not
 # starting with a dot (so never '.', '..' or a hidden file), no separator.
@@ -152,6 +153,23 @@ def _check_writable_dir(key: str, value: Any) -> None:
     _require(os.access(existing, os.W_OK | os.X_OK), f"{key} {value} is not writable ({existing} refuses writes); give a writable directory.")
 
 
+def check_run_settings(cfg: DictConfig) -> None:
+    """The settings every pipeline shares (algorithmic or classification): the top-level keys,
+    seed, device, progress, the names that become path parts, and the output directories."""
+    unknown = sorted(set(cfg) - {*ROOT_KEYS, "hydra"})
+    _require(not unknown, f"the config has no key {unknown[0]!r} (a removed option or a typo?); its keys are {', '.join(ROOT_KEYS)}."
+             if unknown else "")
+    _require(_is_int(cfg.seed) and 0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, {SEED_MAX}], got {cfg.seed!r}.")
+    _require(isinstance(cfg.device, str) and DEVICE_PATTERN.fullmatch(cfg.device) is not None,
+             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}.")
+    _require(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}.")
+    check_component("run_id", cfg.run_id)
+    check_component("model.name", cfg.model.name)
+    _check_writable_dir("results_dir", cfg.results_dir)
+    if cfg.cache_dir is not None:
+        _check_writable_dir("cache_dir", cfg.cache_dir)
+
+
 def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -> None:
     """Raise ``ConfigError`` (one sentence) for any value a run cannot use; write nothing.
 
@@ -162,20 +180,13 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     ``train.iters`` iterations (``iteration_limit``). ``benchmark.run.run`` calls it before
     building anything and again with the task and model, both times before any write.
     """
-    unknown = sorted(set(cfg) - {*ROOT_KEYS, "hydra"})
-    _require(not unknown, f"the config has no key {unknown[0]!r} (a removed option or a typo?); its keys are {', '.join(ROOT_KEYS)}."
-             if unknown else "")
+    check_run_settings(cfg)
+    for key, schemas in (("size", (SizeConfig,)), ("train", (TrainConfig,)), ("eval", (EvalConfig,)),
+                         ("model", (ModelConfig, BaselineModelConfig))):
+        _require(OmegaConf.get_type(cfg[key]) in schemas,
+                 f"the {key} option chosen is not one for puzzle tasks ({key} must follow {schemas[0].__name__}); "
+                 f"choose a {key} option made for task={cfg.task.get('_target_', '?').rsplit('.', 1)[-1]}.")
     size, train, evaluation, model_cfg = cfg.size, cfg.train, cfg.eval, cfg.model
-    _require(_is_int(cfg.seed) and 0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, {SEED_MAX}], got {cfg.seed!r}.")
-    _require(isinstance(cfg.device, str) and DEVICE_PATTERN.fullmatch(cfg.device) is not None,
-             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}.")
-    _require(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}.")
-    check_component("run_id", cfg.run_id)
-    check_component("model.name", model_cfg.name)
-    _check_writable_dir("results_dir", cfg.results_dir)
-    if cfg.cache_dir is not None:
-        _check_writable_dir("cache_dir", cfg.cache_dir)
-
     for key, value in (("size.n_train", size.n_train), ("size.n_test", size.n_test), ("train.epochs", train.epochs),
                        ("train.batch_size", train.batch_size), ("train.iters", train.iters),
                        ("train.log_every", train.log_every), ("eval.iters", evaluation.iters),
@@ -235,4 +246,8 @@ def size_name(size: SizeConfig) -> str:
 
 
 __all__ = ["BaselineModelConfig", "ConfigError", "EvalConfig", "ModelConfig", "SizeConfig", "TrainConfig", "check_component",
-           "check_config", "data_seeds", "run_datasets", "size_name"]
+           "check_config", "check_run_settings", "data_seeds", "run_datasets", "size_name"]
+
+# The classification pipeline's schemas live beside its code (benchmark.classify_config); importing
+# them here registers every schema of the project by importing this one module.
+import benchmark.classify_config  # noqa: E402,F401

@@ -27,22 +27,28 @@ import torch
 
 from benchmark.config import ConfigError
 from tasks.base import Task
+from tasks.images import ImageTask
 
 # Registered name -> "module:Class".
 MODELS = {
     "recurrent_conv": "benchmark.model:RecurrentConvNet",
     "feedforward": "baselines.feedforward:FeedForwardNet",
+    "wide_resnet": "benchmark.wide_resnet:WideResNet",
+    "wrn": "baselines.wrn:UnsharedWideResNet",
 }
 TASKS = {
     "maze": "tasks.maze:MazeTask",
     "prefix_sums": "tasks.prefix_sums:PrefixSumsTask",
     "shortest_path": "tasks.shortest_path:ShortestPathTask",
+    "cifar10": "tasks.images:Cifar10Task",
+    "cifar100": "tasks.images:Cifar100Task",
+    "digits": "tasks.images:DigitsTask",
 }
 
 # Entry-point groups through which installed plugins add to the two tables above.
 GROUPS = {"model": "algoreason.models", "task": "algoreason.tasks"}
 _BUILT_IN = {"model": MODELS, "task": TASKS}
-_BASES = {"model": torch.nn.Module, "task": Task}
+_BASES = {"model": torch.nn.Module, "task": (Task, ImageTask)}
 
 
 def registered(kind: str) -> dict[str, str]:
@@ -63,7 +69,7 @@ def resolve(kind: str, name: str) -> type:
     module, _, attr = table[name].partition(":")
     cls = getattr(importlib.import_module(module), attr)
     if not (isinstance(cls, type) and issubclass(cls, _BASES[kind])):
-        raise ConfigError(f"the {kind} registered as {name!r} ({table[name]}) is not a {_BASES[kind].__name__} subclass.")
+        raise ConfigError(f"the {kind} registered as {name!r} ({table[name]}) is not a model or task class.")
     return cls
 
 

@@ -50,7 +50,7 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+def instantiate_user(node: DictConfig, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` with the project's own user errors (a task's bad option) as one sentence.
 
     Only ``TaskError`` and ``ConfigError`` are user errors; any other exception from a
@@ -65,23 +65,24 @@ def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def build_task(cfg: DictConfig) -> Task:
-    task = _instantiate(cfg.task)
+    task = instantiate_user(cfg.task)
     if not isinstance(task, Task):
         raise ConfigError(f"task._target_ must build a tasks.base.Task, got {type(task).__name__}.")
     return task
 
 
 def build_model(cfg: DictConfig, task: Task) -> torch.nn.Module:
-    return _instantiate(cfg.model, spec=task.spec)
+    return instantiate_user(cfg.model, spec=task.spec)
 
 
-def new_run_dir(cfg: DictConfig, task_name: str) -> Path:
+def new_run_dir(cfg: DictConfig, task_name: str, size: str | None = None) -> Path:
     """``<results_dir>/<task>/<size>/<model>/<run_id>``, made unique if it already exists.
 
     Every part was checked by ``check_config`` to be a single safe directory name, so the run
-    directory always lies inside ``results_dir``.
+    directory always lies inside ``results_dir``. ``size`` is the size part of the path
+    (default: ``size_name(cfg.size)``, the puzzle sizes; an image task passes its own label).
     """
-    parent = Path(cfg.results_dir).expanduser() / task_name / size_name(cfg.size) / cfg.model.name
+    parent = Path(cfg.results_dir).expanduser() / task_name / (size or size_name(cfg.size)) / cfg.model.name
     parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", *(f"-{i}" for i in range(1, 1000))):
         try:

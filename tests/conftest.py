@@ -9,7 +9,9 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.object_type import ObjectType
 
-import benchmark.config  # noqa: F401  (registers the structured-config schemas)
+from omegaconf import OmegaConf
+
+from benchmark.config import BaselineModelConfig, ModelConfig  # (importing it registers the schemas)
 
 # Seconds, not minutes: a few dozen samples, one epoch, a handful of iterations.
 TINY = [
@@ -38,6 +40,13 @@ def compose_config(*overrides: str, hydra: bool = False):
 
 
 TASKS = config_options("task")
+# The generated puzzles (the algorithmic pipeline, gymnasium environments); the other tasks are
+# read image sets (the classification pipeline).
+PUZZLE_TASKS = [t for t in TASKS if compose_config(f"task={t}").pipeline._target_ == "benchmark.run.main"]
+# The models of the puzzle tasks (their schemas are benchmark.config's); the image models
+# (Wide ResNets) run on the image tasks instead.
+PUZZLE_MODELS = [m for m in config_options("model")
+                 if OmegaConf.get_type(compose_config(f"model={m}").model) in (ModelConfig, BaselineModelConfig)]
 
 
 @pytest.fixture

@@ -10,10 +10,13 @@ import torch
 from omegaconf import OmegaConf
 
 from baselines.feedforward import FeedForwardNet
+from baselines.wrn import UnsharedWideResNet
 from benchmark import registry
 from benchmark.checkpoint import FORMAT, LEGACY_FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
 from benchmark.config import ConfigError
 from benchmark.model import RecurrentConvNet
+from benchmark.wide_resnet import WideResNet
+from tasks.images import Cifar10Task, Cifar100Task, DigitsTask
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 from tasks.shortest_path import ShortestPathTask
@@ -95,8 +98,10 @@ def test_unregistered_model_class_is_refused_at_save(tmp_path):
 def test_registry_entries_are_the_project_classes():
     assert registry.resolve("model", "recurrent_conv") is RecurrentConvNet
     assert registry.resolve("model", "feedforward") is FeedForwardNet
+    assert registry.resolve("model", "wide_resnet") is WideResNet and registry.resolve("model", "wrn") is UnsharedWideResNet
     assert {name: registry.resolve("task", name) for name in registry.TASKS} == {
-        "maze": MazeTask, "prefix_sums": PrefixSumsTask, "shortest_path": ShortestPathTask}
+        "maze": MazeTask, "prefix_sums": PrefixSumsTask, "shortest_path": ShortestPathTask,
+        "cifar10": Cifar10Task, "cifar100": Cifar100Task, "digits": DigitsTask}
     assert all(registry.resolve("task", name).name == name for name in registry.TASKS)
 
 

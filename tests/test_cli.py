@@ -14,7 +14,7 @@ from benchmark.evaluate import main as evaluate_main
 from benchmark.run import run
 from tasks.maze import MazeTask
 
-from conftest import TINY, config_options
+from conftest import PUZZLE_MODELS, TINY, config_options
 
 
 def _cli(tmp_path, *overrides):
@@ -77,7 +77,7 @@ def test_unknown_options_are_refused_by_hydra(tmp_path, override, message):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("model", config_options("model"))
+@pytest.mark.parametrize("model", PUZZLE_MODELS)
 def test_every_model_config_runs(make_cfg, model):
     cfg = make_cfg(f"model={model}", "size.test=[7]", "size.train=5", "model.width=8")
     results = run(cfg)

@@ -13,7 +13,7 @@ import pytest
 from benchmark.config import ConfigError, size_name
 from benchmark.run import run
 
-from conftest import TASKS, TINY, compose_config
+from conftest import PUZZLE_TASKS, TINY, compose_config
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "model.pt", "extrapolation.png")
 
@@ -22,7 +22,7 @@ def _compose(*overrides: str):
     return compose_config(*overrides, hydra=True)
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", PUZZLE_TASKS)
 def test_every_task_runs_end_to_end(make_cfg, task):
     # Each task's own default size (prefix sums 32 -> 512 bits, shortest paths 12 -> 24), tiny counts.
     cfg = make_cfg(f"task={task}", "run_id=r", "model.width=8")

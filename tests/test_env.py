@@ -16,7 +16,7 @@ from tasks.env import ENTRY_POINT, TaskEnv, register_task_env
 from tasks.prefix_sums import PrefixSumsTask
 from tasks.shortest_path import ShortestPathTask
 
-from conftest import TASKS, compose_config
+from conftest import PUZZLE_TASKS, compose_config
 
 
 def make_env(task_name: str) -> TaskEnv:
@@ -25,7 +25,7 @@ def make_env(task_name: str) -> TaskEnv:
     return TaskEnv(instantiate(cfg.task), size=cfg.size.train)
 
 
-@pytest.mark.parametrize("task_name", TASKS)
+@pytest.mark.parametrize("task_name", PUZZLE_TASKS)
 def test_every_task_config_has_a_registered_environment(task_name):
     target = compose_config(f"task={task_name}").task._target_
     registered = [spec for spec in gymnasium.registry.values() if spec.entry_point == ENTRY_POINT and spec.kwargs["task"] == target]
@@ -48,7 +48,7 @@ def test_registered_ids_and_their_default_sizes(env_id, obs_shape, act_shape):
     assert env.observation_space.shape == obs_shape and env.action_space.shape == act_shape
 
 
-@pytest.mark.parametrize("task_name", TASKS)
+@pytest.mark.parametrize("task_name", PUZZLE_TASKS)
 def test_check_env(task_name):
     env = make_env(task_name)
     assert env.observation_space.shape[1:] == env.action_space.shape
@@ -58,7 +58,7 @@ def test_check_env(task_name):
     env.close()
 
 
-@pytest.mark.parametrize("task_name", TASKS)
+@pytest.mark.parametrize("task_name", PUZZLE_TASKS)
 def test_correct_and_wrong_solutions(task_name):
     env = make_env(task_name)
     obs, info = env.reset(seed=11)
@@ -75,7 +75,7 @@ def test_correct_and_wrong_solutions(task_name):
     assert (reward, terminated, truncated, info) == (0.0, True, False, {"correct": False})
 
 
-@pytest.mark.parametrize("task_name", TASKS)
+@pytest.mark.parametrize("task_name", PUZZLE_TASKS)
 def test_bad_solutions_raise(task_name):
     env = make_env(task_name)
     env.reset(seed=0)

@@ -1,0 +1,362 @@
+"""The classification pipeline: one run on a read image set (CIFAR-10/100, digits), end to end.
+
+    python -m benchmark task=cifar10 model=swrn train=cifar_paper      (configs/pipeline/classification.yaml)
+
+    check config -> task.load() -> model -> SGD epochs (augment on the device) -> run directory:
+      config.yaml     the composed config
+      metrics.jsonl   one line per epoch: loss, train/test(/val) top-1 accuracy and error, lr, images/s
+      model.pt        the checkpoint (benchmark.checkpoint)
+      eval.json       ``ClassificationResult``: final top-1 accuracy and error, the per-epoch curve,
+                      parameters (and the unshared network's), images/s, seconds
+      lsm.json/.png   layer similarity of every stage bank, one panel per stage
+      fold.json       ``FoldResult``: every learned bank folded (``benchmark.bank.fold_bank``), the
+                      test accuracy before and after
+      training.png    loss and top-1 error per epoch
+
+``run(cfg)`` is importable and returns the ``ClassificationResult``; ``main(cfg)`` is the Hydra
+entry (user errors: one sentence, exit 2, nothing written). See docs/classification.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from benchmark.augment import augment, to_float
+from benchmark.bank import fold_model_banks, no_decay_parameters
+from benchmark.checkpoint import checkpoint_fields, save_checkpoint
+from benchmark.classify_config import check_classification_config, size_label
+from benchmark.config import ConfigError, check_run_settings
+from benchmark.fileio import atomic_path, write_json, write_text
+from benchmark.run import build_model, instantiate_user, new_run_dir, pick_device, seed_everything
+from benchmark.similarity import similarity_record
+from tasks.base import TaskError
+from tasks.images import ImageSplit, ImageTask
+
+log = logging.getLogger(__name__)
+
+EVAL_SPLITS = ("val", "test")  # scored after every epoch when present; the test split is always there
+
+
+# ---------------------------------------------------------------------------- results on disk
+@dataclass
+class ClassificationResult:
+    """``eval.json`` of a classification run (the only code that knows its keys).
+
+    ``accuracy``/``error``: final top-1 on the test split (fractions). ``curve``: one dict per
+    epoch (``epoch``, ``test_acc``, ``test_error``, and ``val_*`` with a validation split).
+    ``unshared_parameters``: the unshared network of the same depth and width on the same task
+    (the baseline of the parameter saving), or null for a model that cannot say.
+    """
+
+    task: str
+    model: str
+    seed: int
+    parameters: int
+    unshared_parameters: int | None
+    accuracy: float
+    error: float
+    curve: list[dict]
+    images_per_s: float
+    seconds: dict[str, float]
+    device: str
+    kind: str = "classification"
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: str | Path) -> ClassificationResult | None:
+        """The result in ``path``, or None when it is not a classification run's eval.json."""
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict) or data.get("kind") != "classification":
+            return None
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass
+class FoldResult:
+    """``fold.json``: every learned bank folded at ``threshold``, and the test accuracy before/after.
+
+    ``banks``: per bank path, ``benchmark.bank.BankFold`` as a dict (distinct weights, index,
+    scales, max relative error). ``delta``: accuracy after minus before (a fraction).
+    """
+
+    threshold: float
+    banks: dict[str, dict]
+    parameters_before: int
+    parameters_after: int
+    accuracy_before: float
+    accuracy_after: float
+    delta: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.delta = self.accuracy_after - self.accuracy_before
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: str | Path) -> FoldResult:
+        data = json.loads(Path(path).read_text())
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.init})
+
+
+# ---------------------------------------------------------------------------- data on the device
+@dataclass
+class DeviceSplit:
+    """One split on the training device: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _take(split: ImageSplit, n: int | None, what: str, task: str) -> ImageSplit:
+    """The first ``n`` images of ``split`` (all for None); asking for more than there are is refused."""
+    if n is None:
+        return split
+    if n > len(split.labels):
+        raise ConfigError(f"{what}={n} asks for more images than the {len(split.labels)} that {task} has; use at most that, or null for all.")
+    return ImageSplit(split.images[:n], split.labels[:n])
+
+
+# ---------------------------------------------------------------------------- training and scoring
+class Classifier:
+    """What one run trains and scores with: the normalisation, the augmentation, autocast, layout.
+
+    On CUDA the forward passes run under bf16 autocast with channels-last tensors; on the CPU in
+    float32 with the default layout (bf16 on a CPU is slow and changes the numbers).
+    """
+
+    def __init__(self, task: ImageTask, mean: torch.Tensor, std: torch.Tensor, device: torch.device):
+        self.task, self.device = task, device
+        self.mean, self.std = mean.to(device), std.to(device)  # (C,)
+        self.cuda = device.type == "cuda"
+        self.layout = torch.channels_last if self.cuda else torch.contiguous_format
+
+    def inputs(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 images -> normalised float ``(N, C, H, W)``, augmented when a generator is given."""
+        x = to_float(images, self.mean, self.std)
+        if generator is not None:
+            x = augment(x, generator, self.task.padding, self.task.flip, self.task.cutout)
+        return x.contiguous(memory_format=self.layout)
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
+
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module, split: DeviceSplit, batch_size: int) -> float:
+        """Top-1 accuracy (a fraction) of ``model`` on ``split``, in eval mode."""
+        was_training = model.training
+        model.eval()
+        correct = 0
+        for start in range(0, len(split), batch_size):
+            with self.autocast():
+                logits = model(self.inputs(split.images[start:start + batch_size]))  # (B, classes)
+            correct += int((logits.argmax(1) == split.labels[start:start + batch_size]).sum())
+        model.train(was_training)
+        return correct / len(split)
+
+    def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, split: DeviceSplit, batch_size: int,
+                    generator: torch.Generator) -> dict[str, float]:
+        """One pass over ``split`` in a random order, augmented; returns loss, train_acc, images, seconds."""
+        model.train()
+        order = torch.randperm(len(split), generator=generator, device=self.device)
+        starts = range(0, len(split), batch_size)
+        if len(split) % batch_size == 1 and len(split) > 1:
+            starts = starts[:-1]  # a batch of one image cannot be batch-normalised in training
+        self._sync()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        for start in starts:
+            index = order[start:start + batch_size]
+            x, y = self.inputs(split.images[index], generator), split.labels[index]
+            with self.autocast():
+                logits = model(x)  # (B, classes)
+                loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(y)  # summed on the device: no host sync per step
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+        self._sync()
+        seconds = time.perf_counter() - t0
+        return dict(loss=float(loss_sum) / seen, train_acc=int(correct) / seen, images=seen, seconds=seconds, steps=len(starts))
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+
+def make_optimizer(model: nn.Module, cfg: DictConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    """SGD (Nesterov momentum) with weight decay on all but bank coefficients; lr x gamma at milestones."""
+    skip = no_decay_parameters(model)
+    named = list(model.named_parameters())
+    groups = [dict(params=[p for n, p in named if n not in skip], weight_decay=cfg.weight_decay),
+              dict(params=[p for n, p in named if n in skip], weight_decay=0.0)]
+    optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    return optimizer, scheduler
+
+
+def _finite(value: float) -> float | None:
+    """Strict JSON has no NaN: a diverged loss is recorded as null."""
+    return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------- one run
+def run(cfg: DictConfig) -> ClassificationResult:
+    """Train and score one classifier as ``cfg`` says; write the run directory; return the result.
+
+    Everything a user can get wrong (options, data, model settings) is checked before anything
+    is written.
+    """
+    check_run_settings(cfg)
+    check_classification_config(cfg.size, cfg.train, cfg.eval)
+    task = instantiate_user(cfg.task)
+    if not isinstance(task, ImageTask):
+        raise ConfigError(f"pipeline=classification needs an image task (cifar10, cifar100, digits), got {type(task).__name__}.")
+    device = pick_device(cfg.device)
+    splits = task.load()  # TaskError (one sentence) when the data is missing or not what it should be
+    splits["train"] = _take(splits["train"], cfg.size.n_train, "size.n_train", task.name)
+    splits["test"] = _take(splits["test"], cfg.size.n_test, "size.n_test", task.name)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, task)
+    if not hasattr(model, "unshared_parameter_count"):
+        raise ConfigError(f"task={task.name} needs an image classifier (model=wrn or model=swrn), got model {cfg.model.name!r}.")
+
+    checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
+    run_dir = new_run_dir(cfg, task.name, size_label(cfg.size))
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("run directory: %s", run_dir)
+
+    mean, std = task.normalisation(splits["train"])
+    clf = Classifier(task, mean, std, device)
+    data = {name: DeviceSplit(s.images.to(device), s.labels.to(device)) for name, s in splits.items()}  # kept on the device
+    model.to(device, memory_format=clf.layout)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{task.name} / {model.name}: {n_params:,} parameters, {len(data['train'])} training images, "
+          f"{cfg.train.epochs} epochs, device {device}", flush=True)
+
+    optimizer, scheduler = make_optimizer(model, cfg.train)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)  # data order and augmentation
+    records: list[dict[str, Any]] = []
+    step, train_s, trained_images = 0, 0.0, 0
+    t_start = time.perf_counter()
+    for epoch in range(1, cfg.train.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        stats = clf.train_epoch(model, optimizer, data["train"], cfg.train.batch_size, generator)
+        scheduler.step()
+        step += stats["steps"]
+        train_s += stats["seconds"]
+        trained_images += stats["images"]
+        record = dict(epoch=epoch, step=step, loss=_finite(stats["loss"]), train_acc=stats["train_acc"],
+                      train_error=1.0 - stats["train_acc"], lr=lr, images_per_s=stats["images"] / stats["seconds"])
+        for name in EVAL_SPLITS:
+            if name in data:
+                acc = clf.accuracy(model, data[name], cfg.eval.batch_size)
+                record.update({f"{name}_acc": acc, f"{name}_error": 1.0 - acc})
+        record["seconds"] = time.perf_counter() - t_start
+        records.append(record)
+        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+        if cfg.progress:
+            print(f"epoch {epoch}/{cfg.train.epochs}: loss {stats['loss']:.4f}, test error {100 * record['test_error']:.2f}%, "
+                  f"lr {lr:.3g}, {record['images_per_s']:.0f} images/s", flush=True)
+    save_checkpoint(model, cfg, run_dir / "model.pt")
+
+    t0 = time.perf_counter()
+    final = records[-1]
+    result = ClassificationResult(
+        task=task.name, model=model.name, seed=cfg.seed, parameters=n_params,
+        unshared_parameters=model.unshared_parameter_count(), accuracy=final["test_acc"], error=final["test_error"],
+        curve=[{k: r[k] for k in r if k == "epoch" or k.startswith(EVAL_SPLITS)} for r in records],
+        images_per_s=trained_images / train_s, seconds=dict(train=round(train_s, 2)), device=str(device),
+    )
+    fold = analyse(model, clf, data["test"], cfg.eval, run_dir, accuracy_before=result.accuracy)
+    result.seconds.update(analysis=round(time.perf_counter() - t0, 2), total=round(time.perf_counter() - t_start, 2))
+    result.write(run_dir / "eval.json")
+    plot_training(records, run_dir / "training.png")
+    print(f"{task.name} / {model.name}: top-1 accuracy {100 * result.accuracy:.2f}% (error {100 * result.error:.2f}%), "
+          f"{result.images_per_s:.0f} training images/s", flush=True)
+    if fold is not None:
+        merged = sum(b["layers"] - b["distinct"] for b in fold.banks.values())
+        print(f"fold at |cos| >= {fold.threshold}: {merged} bank layer(s) merged, parameters {fold.parameters_before:,} -> "
+              f"{fold.parameters_after:,}, accuracy {100 * fold.accuracy_before:.2f}% -> {100 * fold.accuracy_after:.2f}%", flush=True)
+    print(f"results in {run_dir}", flush=True)
+    return result
+
+
+def analyse(model: nn.Module, clf: Classifier, test: DeviceSplit, cfg: DictConfig, run_dir: Path,
+            accuracy_before: float) -> FoldResult | None:
+    """Write lsm.json and lsm.png (every bank), and fold.json when the model has learned banks."""
+    lsm = similarity_record(model)
+    lsm.write(run_dir / "lsm.json")
+    if lsm.banks:
+        from benchmark import plot  # imported late: matplotlib is slow to import
+
+        # Two convs per block: a line every 2 layers separates the blocks of a stage.
+        plot.plot_lsm({name: bank.lsm for name, bank in lsm.banks.items()}, run_dir / "lsm.png", group_size=2)
+    folded, banks = fold_model_banks(model, cfg.fold_threshold)
+    if not banks:
+        return None
+    fold = FoldResult(
+        threshold=cfg.fold_threshold, banks={name: asdict(report) for name, report in banks.items()},
+        parameters_before=sum(p.numel() for p in model.parameters()),
+        parameters_after=sum(p.numel() for p in folded.parameters()),
+        accuracy_before=accuracy_before, accuracy_after=clf.accuracy(folded, test, cfg.batch_size),
+    )
+    fold.write(run_dir / "fold.json")
+    return fold
+
+
+def plot_training(records: list[dict], path: Path) -> Path:
+    """Training loss, and top-1 error of every split, against epochs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame(records)
+    errors = frame.melt(id_vars="epoch", value_vars=[c for c in frame if c.endswith("_error")], var_name="split", value_name="error")
+    errors["split"] = errors["split"].str.removesuffix("_error")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    sns.lineplot(data=frame, x="epoch", y="loss", ax=axes[0])
+    axes[0].set(yscale="log", ylabel="training loss")
+    sns.lineplot(data=errors, x="epoch", y="error", hue="split", ax=axes[1])
+    axes[1].set(ylabel="top-1 error", ylim=(0, None))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
+
+
+def main(cfg: DictConfig) -> ClassificationResult | None:
+    """Hydra entry: user errors end with one sentence on stderr and exit status 2."""
+    try:
+        return run(cfg)
+    except (ConfigError, TaskError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+__all__ = ["ClassificationResult", "Classifier", "FoldResult", "analyse", "main", "make_optimizer", "plot_training", "run"]
