@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import singledispatch
 from pathlib import Path
@@ -189,7 +189,7 @@ class Figure:
     fig: matplotlib.figure.Figure
     prediction: matplotlib.axes.Axes
     title: matplotlib.text.Text
-    update: callable  # prediction picture (*S, 3) -> None
+    update: Callable[[np.ndarray], None]  # shows a prediction picture (*S, 3)
 
 
 def make_figure(task: Task, inputs: np.ndarray, target: np.ndarray, valid: np.ndarray, heading: str) -> Figure:
@@ -238,11 +238,11 @@ def make_figure(task: Task, inputs: np.ndarray, target: np.ndarray, valid: np.nd
 
 
 def render(task: Task, inputs: np.ndarray, target: np.ndarray, preds: Sequence[np.ndarray], settled: Settling,
-           heading: str) -> list[Image.Image]:
-    """One RGB frame per prediction in ``preds`` (those of iterations 1..n)."""
+           heading: str) -> Iterator[Image.Image]:
+    """One RGB frame per prediction in ``preds`` (those of iterations 1..n), drawn as they are
+    consumed, so a long animation never holds more than one frame."""
     valid = task.valid(torch.from_numpy(inputs)[None])[0].numpy()
     figure = make_figure(task, inputs, target, valid, heading)
-    frames = []
     try:
         for t, pred in enumerate(preds, start=1):
             wrong = int(((pred != target) & valid).sum())
@@ -251,20 +251,21 @@ def render(task: Task, inputs: np.ndarray, target: np.ndarray, preds: Sequence[n
             figure.title.set_text(f"{heading}\niteration {t}: {status}{last}")
             figure.update(overlay(pred, target, valid))
             figure.fig.canvas.draw()
-            frames.append(Image.fromarray(np.asarray(figure.fig.canvas.buffer_rgba())[..., :3].copy()))
+            yield Image.fromarray(np.asarray(figure.fig.canvas.buffer_rgba())[..., :3].copy())
     finally:
         plt.close(figure.fig)
-    return frames
 
 
-def write_gif(path: Path, frames: Sequence[Image.Image], fps: int) -> None:
-    """Frames as a looping GIF, written atomically; the last frame is held for two seconds."""
+def write_gif(path: Path, frames: Iterable[Image.Image], n: int, fps: int) -> None:
+    """The ``n`` frames as a looping GIF, written atomically and consumed one at a time; the last
+    frame is held for two seconds."""
     step = max(1, round(1000 / fps))
-    durations = [step] * (len(frames) - 1) + [max(step, 2000)]
+    durations = [step] * (n - 1) + [max(step, 2000)]
     # Each frame gets its own adaptive palette: the few flat colours survive quantisation exactly.
-    paletted = [f.quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for f in frames]
+    paletted = (f.quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for f in frames)
     with atomic_path(path) as tmp:  # tmp ends in .tmp, so the format is named explicitly
-        paletted[0].save(tmp, format="GIF", save_all=True, append_images=paletted[1:], duration=durations, loop=0)
+        first = next(paletted)
+        first.save(tmp, format="GIF", save_all=True, append_images=paletted, duration=durations, loop=0)
 
 
 # ---------------------------------------------------------------------------- command line
@@ -320,10 +321,9 @@ def run(argv: list[str] | None = None) -> tuple[Path, Settling, int]:
     preds, settled = predictions(model.to(device), inputs[None].to(device), iters, args.settle)
     preds = preds[:settled.frames(iters)]  # the confirming iterations after settling are not shown
     heading = f"{ckpt.task_name} size {args.size}, test sample {args.index}: model {model.name} ({args.run_dir.name})"
-    frames = render(task, inputs.numpy(), target.numpy(), preds, settled, heading)
-    write_gif(out, frames, args.fps)
-    print(f"{len(frames)} frames, {settled.describe()}; written {out}")
-    return out, settled, len(frames)
+    write_gif(out, render(task, inputs.numpy(), target.numpy(), preds, settled, heading), len(preds), args.fps)
+    print(f"{len(preds)} frames, {settled.describe()}; written {out}")
+    return out, settled, len(preds)
 
 
 def main(argv: list[str] | None = None) -> None:

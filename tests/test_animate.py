@@ -158,7 +158,7 @@ def test_frames_colour_exactly_the_wrong_positions(tmp_path, task, size):
     assert settled == Settling(3, 1) and model.ran == 6  # the pass stopped once settled was confirmed
     frames_shown = preds[:settled.frames(50)]
     path = tmp_path / "a.gif"
-    write_gif(path, render(task, inputs, target, frames_shown, settled, "test"), fps=5)
+    write_gif(path, render(task, inputs, target, frames_shown, settled, "test"), len(frames_shown), fps=5)
 
     frames = _frames(path)
     assert len(frames) == 3
