@@ -160,12 +160,12 @@ def _(task: ShortestPathTask, inputs: np.ndarray) -> tuple[np.ndarray, str]:
     """The cost grid: free cells from light (cheap) to dark blue (costly), obstacles black, start
     green, goal red."""
     free, cost, start, goal = task.decode(inputs)
-    level = (cost - task.cost_min) / max(task.cost_max - task.cost_min, 1)  # 0 cheapest .. 1 costliest
+    level = (cost - task.options.cost_min) / max(task.options.cost_max - task.options.cost_min, 1)  # 0 cheapest .. 1 costliest
     picture = plt.get_cmap("Blues")(0.15 + 0.7 * level)[..., :3]
     picture[~free] = 0.0
     picture[start] = (0.0, 0.8, 0.0)
     picture[goal] = (0.9, 0.0, 0.0)
-    return picture, f"costs {task.cost_min} (light) to {task.cost_max} (dark)\nstart green, goal red, obstacles black"
+    return picture, f"costs {task.options.cost_min} (light) to {task.options.cost_max} (dark)\nstart green, goal red, obstacles black"
 
 
 def _strip(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
