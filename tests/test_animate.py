@@ -175,7 +175,7 @@ def test_frames_colour_exactly_the_wrong_positions(tmp_path, task, size):
 @pytest.mark.parametrize("task_name,size_group,size", [("maze", "train9_test13", 13), ("prefix_sums", "train16_test64", 40)])
 def test_animates_a_trained_run(make_cfg, tmp_path, task_name, size_group, size):
     results = run(make_cfg(f"task={task_name}", f"size={size_group}", "seed=2"))
-    run_dir = Path(results["run_dir"])
+    run_dir = Path(results.run_dir)
     iters, k, index = 8, 2, 3
     out, settled, n_frames = animate.run([str(run_dir), "--size", str(size), "--index", str(index), "--iters", str(iters),
                                           "--settle", str(k), "--device", "cpu"])
