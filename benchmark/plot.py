@@ -68,6 +68,22 @@ def plot_training(metrics: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_classification_training(metrics: list[dict], path: Path) -> Path:
+    """A classification run's training loss, and the top-1 error of every split scored, against epochs.
+
+    ``metrics``: its metrics.jsonl lines (``epoch``, ``loss``, and ``<split>_error`` per split).
+    """
+    frame = pd.DataFrame(metrics)
+    errors = frame.melt(id_vars="epoch", value_vars=[c for c in frame if c.endswith("_error")], var_name="split", value_name="error")
+    errors["split"] = errors["split"].str.removesuffix("_error")  # train, val, test
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    sns.lineplot(data=frame, x="epoch", y="loss", ax=axes[0])
+    axes[0].set(yscale="log", ylabel="training loss")
+    sns.lineplot(data=errors, x="epoch", y="error", hue="split", ax=axes[1])
+    axes[1].set(ylabel="top-1 error", ylim=(0, None))
+    return save_figure(fig, path)
+
+
 def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | None = None) -> Path:
     """One heatmap per bank of its layer similarity matrix (values written in when it is small).
 
