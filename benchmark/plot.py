@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from benchmark.fileio import atomic_path  # noqa: E402
-from benchmark.results import EvalResult, FoldResult, SimilarityRecord  # noqa: E402
+from benchmark.results import ClassificationResult, EvalResult, FoldResult, SimilarityRecord, read_eval  # noqa: E402
 
 
 def extrapolation_frame(result: EvalResult) -> pd.DataFrame:
@@ -119,12 +119,15 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     written = []
     eval_path = run_dir / "eval.json"
-    result = EvalResult.read(eval_path) if eval_path.exists() else None
+    loaded = read_eval(eval_path) if eval_path.exists() else None
+    classification = isinstance(loaded, ClassificationResult)
+    result = None if classification else loaded  # a puzzle run's accuracy per iteration
     if result is not None:
         written.append(plot_extrapolation(result, run_dir / "extrapolation.png"))
     metrics = read_metrics(run_dir)
     if metrics:
-        written.append(plot_training(metrics, run_dir / "training.png"))
+        draw = plot_classification_training if classification else plot_training
+        written.append(draw(metrics, run_dir / "training.png"))
     lsm_path = run_dir / "lsm.json"
     if lsm_path.exists():
         banks = SimilarityRecord.read(lsm_path).banks

@@ -189,3 +189,10 @@ def test_report_reads_what_classification_runs_write(make_cfg, tmp_path):
     swrn = runs.loc["swrn-16-1-1"]
     fold = json.loads((Path(swrn["run"]) / "fold.json").read_text())
     assert swrn["folded_accuracy"] == pytest.approx(fold["accuracy_after"]) and pd.isna(runs.loc["wrn-16-1", "folded_accuracy"])
+
+    # python -m benchmark.plot redraws a classification run's plots from its directory alone.
+    run_dir = Path(swrn["run"])
+    for png in run_dir.glob("*.png"):
+        png.unlink()
+    plot.main([str(run_dir)])
+    assert sorted(p.name for p in run_dir.glob("*.png")) == ["lsm.png", "training.png"]
