@@ -227,7 +227,8 @@ def report_classification(folders: list[Path], out: Path) -> pd.DataFrame | None
         return None
     runs = pd.DataFrame([classification_row(run_dir) for run_dir in run_dirs]).reindex(
         columns=["run", "task", "model", "seed", "parameters", "unshared_parameters", "epochs", "accuracy", "error",
-                 "images_per_s", "train_seconds", *FOLD_COLUMNS])
+                 "images_per_s", "train_seconds", *FOLD_COLUMNS]).astype(
+        {c: "Int64" for c in ("unshared_parameters", "folded_parameters", "merged_layers")})  # counts stay integers beside NaN
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "classification_runs.csv", lambda handle: runs.to_csv(handle, index=False))
     summary = summarise_classification(runs)
