@@ -14,10 +14,11 @@ weight per group of parallel layers and a scale per layer.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from benchmark.results import BankFold  # the report of a fold: a result that others read and write
 
 
 class TemplateBank(nn.Module):
@@ -88,24 +89,6 @@ class FoldedBank(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.num_layers}, distinct={len(self.distinct)}, shape={self.shape}"
-
-
-@dataclass
-class BankFold:
-    """What ``fold_bank`` did to one bank (JSON-ready with ``dataclasses.asdict``).
-
-    ``index[i]``: the distinct weight layer i uses; ``scales[i]`` its scale; ``max_relative_error``:
-    the largest ``||W_i - s_i W_rep|| / ||W_i||`` (0 up to rounding when grouped rows are parallel).
-    """
-
-    threshold: float
-    layers: int
-    distinct: int
-    index: list[int]
-    scales: list[float]
-    parameters_before: int
-    parameters_after: int
-    max_relative_error: float
 
 
 _ROUNDING = 1e-6  # |cos| of exactly parallel rows may round to just below 1

@@ -6,11 +6,11 @@
       config.yaml     the composed config
       metrics.jsonl   one line per epoch: loss, train/test(/val) top-1 accuracy and error, lr, images/s
       model.pt        the checkpoint (benchmark.checkpoint)
-      eval.json       ``ClassificationResult``: final top-1 accuracy and error, the per-epoch curve,
-                      parameters (and the unshared network's), images/s, seconds
+      eval.json       ``benchmark.results.ClassificationResult``: final top-1 accuracy and error, the
+                      per-epoch curve, parameters (and the unshared network's), images/s, seconds
       lsm.json/.png   layer similarity of every stage bank, one panel per stage
-      fold.json       ``FoldResult``: every learned bank folded (``benchmark.bank.fold_bank``), the
-                      test accuracy before and after
+      fold.json       ``benchmark.results.BankFoldResult``: every learned bank folded
+                      (``benchmark.bank.fold_bank``), the test accuracy before and after
       training.png    loss and top-1 error per epoch
 
 ``run(cfg)`` is importable and returns the ``ClassificationResult``; ``main(cfg)`` is the Hydra
@@ -24,7 +24,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ from benchmark.bank import fold_model_banks, no_decay_parameters
 from benchmark.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.classify_config import check_classification_config, size_label
 from benchmark.config import ConfigError, check_run_settings
-from benchmark.fileio import atomic_path, write_json, write_text
+from benchmark.fileio import write_text
+from benchmark.results import BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
 from benchmark.run import build_model, instantiate_user, new_run_dir, pick_device, seed_everything
 from benchmark.similarity import similarity_record
 from tasks.base import TaskError
@@ -47,70 +48,6 @@ from tasks.images import ImageSplit, ImageTask
 log = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("val", "test")  # scored after every epoch when present; the test split is always there
-
-
-# ---------------------------------------------------------------------------- results on disk
-@dataclass
-class ClassificationResult:
-    """``eval.json`` of a classification run (the only code that knows its keys).
-
-    ``accuracy``/``error``: final top-1 on the test split (fractions). ``curve``: one dict per
-    epoch (``epoch``, ``test_acc``, ``test_error``, and ``val_*`` with a validation split).
-    ``unshared_parameters``: the unshared network of the same depth and width on the same task
-    (the baseline of the parameter saving), or null for a model that cannot say.
-    """
-
-    task: str
-    model: str
-    seed: int
-    parameters: int
-    unshared_parameters: int | None
-    accuracy: float
-    error: float
-    curve: list[dict]
-    images_per_s: float
-    seconds: dict[str, float]
-    device: str
-    kind: str = "classification"
-
-    def write(self, path: str | Path) -> None:
-        write_json(path, asdict(self))
-
-    @classmethod
-    def read(cls, path: str | Path) -> ClassificationResult | None:
-        """The result in ``path``, or None when it is not a classification run's eval.json."""
-        data = json.loads(Path(path).read_text())
-        if not isinstance(data, dict) or data.get("kind") != "classification":
-            return None
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
-
-
-@dataclass
-class FoldResult:
-    """``fold.json``: every learned bank folded at ``threshold``, and the test accuracy before/after.
-
-    ``banks``: per bank path, ``benchmark.bank.BankFold`` as a dict (distinct weights, index,
-    scales, max relative error). ``delta``: accuracy after minus before (a fraction).
-    """
-
-    threshold: float
-    banks: dict[str, dict]
-    parameters_before: int
-    parameters_after: int
-    accuracy_before: float
-    accuracy_after: float
-    delta: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.delta = self.accuracy_after - self.accuracy_before
-
-    def write(self, path: str | Path) -> None:
-        write_json(path, asdict(self))
-
-    @classmethod
-    def read(cls, path: str | Path) -> FoldResult:
-        data = json.loads(Path(path).read_text())
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.init})
 
 
 # ---------------------------------------------------------------------------- data on the device
@@ -282,29 +219,30 @@ def run(cfg: DictConfig) -> ClassificationResult:
     save_checkpoint(model, cfg, run_dir / "model.pt")
 
     t0 = time.perf_counter()
-    final = records[-1]
+    curve = tuple(EpochScore(epoch=r["epoch"], test_acc=r["test_acc"], val_acc=r.get("val_acc")) for r in records)
+    fold = analyse(model, clf, data["test"], cfg.eval, run_dir, accuracy_before=curve[-1].test_acc)
     result = ClassificationResult(
         task=task.name, model=model.name, seed=cfg.seed, parameters=n_params,
-        unshared_parameters=model.unshared_parameter_count(), accuracy=final["test_acc"], error=final["test_error"],
-        curve=[{k: r[k] for k in r if k == "epoch" or k.startswith(EVAL_SPLITS)} for r in records],
-        images_per_s=trained_images / train_s, seconds=dict(train=round(train_s, 2)), device=str(device),
+        unshared_parameters=model.unshared_parameter_count(), curve=curve, images_per_s=trained_images / train_s,
+        seconds=ClassificationTiming(train=round(train_s, 2), analysis=round(time.perf_counter() - t0, 2),
+                                     total=round(time.perf_counter() - t_start, 2)),
+        device=str(device),
     )
-    fold = analyse(model, clf, data["test"], cfg.eval, run_dir, accuracy_before=result.accuracy)
-    result.seconds.update(analysis=round(time.perf_counter() - t0, 2), total=round(time.perf_counter() - t_start, 2))
     result.write(run_dir / "eval.json")
-    plot_training(records, run_dir / "training.png")
+    from benchmark.plot import plot_classification_training  # imported late: matplotlib is slow to import
+
+    plot_classification_training(records, run_dir / "training.png")
     print(f"{task.name} / {model.name}: top-1 accuracy {100 * result.accuracy:.2f}% (error {100 * result.error:.2f}%), "
           f"{result.images_per_s:.0f} training images/s", flush=True)
     if fold is not None:
-        merged = sum(b["layers"] - b["distinct"] for b in fold.banks.values())
-        print(f"fold at |cos| >= {fold.threshold}: {merged} bank layer(s) merged, parameters {fold.parameters_before:,} -> "
+        print(f"fold at |cos| >= {fold.threshold}: {fold.merged_layers} bank layer(s) merged, parameters {fold.parameters_before:,} -> "
               f"{fold.parameters_after:,}, accuracy {100 * fold.accuracy_before:.2f}% -> {100 * fold.accuracy_after:.2f}%", flush=True)
     print(f"results in {run_dir}", flush=True)
     return result
 
 
 def analyse(model: nn.Module, clf: Classifier, test: DeviceSplit, cfg: DictConfig, run_dir: Path,
-            accuracy_before: float) -> FoldResult | None:
+            accuracy_before: float) -> BankFoldResult | None:
     """Write lsm.json and lsm.png (every bank), and fold.json when the model has learned banks."""
     lsm = similarity_record(model)
     lsm.write(run_dir / "lsm.json")
@@ -316,38 +254,14 @@ def analyse(model: nn.Module, clf: Classifier, test: DeviceSplit, cfg: DictConfi
     folded, banks = fold_model_banks(model, cfg.fold_threshold)
     if not banks:
         return None
-    fold = FoldResult(
-        threshold=cfg.fold_threshold, banks={name: asdict(report) for name, report in banks.items()},
+    fold = BankFoldResult(
+        threshold=cfg.fold_threshold, banks=banks,
         parameters_before=sum(p.numel() for p in model.parameters()),
         parameters_after=sum(p.numel() for p in folded.parameters()),
         accuracy_before=accuracy_before, accuracy_after=clf.accuracy(folded, test, cfg.batch_size),
     )
     fold.write(run_dir / "fold.json")
     return fold
-
-
-def plot_training(records: list[dict], path: Path) -> Path:
-    """Training loss, and top-1 error of every split, against epochs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
-    frame = pd.DataFrame(records)
-    errors = frame.melt(id_vars="epoch", value_vars=[c for c in frame if c.endswith("_error")], var_name="split", value_name="error")
-    errors["split"] = errors["split"].str.removesuffix("_error")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    sns.lineplot(data=frame, x="epoch", y="loss", ax=axes[0])
-    axes[0].set(yscale="log", ylabel="training loss")
-    sns.lineplot(data=errors, x="epoch", y="error", hue="split", ax=axes[1])
-    axes[1].set(ylabel="top-1 error", ylim=(0, None))
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
 
 
 def main(cfg: DictConfig) -> ClassificationResult | None:
@@ -359,4 +273,4 @@ def main(cfg: DictConfig) -> ClassificationResult | None:
         sys.exit(2)
 
 
-__all__ = ["ClassificationResult", "Classifier", "FoldResult", "analyse", "main", "make_optimizer", "plot_training", "run"]
+__all__ = ["Classifier", "DeviceSplit", "analyse", "main", "make_optimizer", "run"]

@@ -3,7 +3,7 @@
     python -m benchmark.parity RESULTS_DIR [--out DIR]
 
 Reads every classification run under RESULTS_DIR (its eval.json and fold.json, through
-``ClassificationResult`` and ``FoldResult``) and writes to DIR (default RESULTS_DIR):
+``benchmark.results.ClassificationResult`` and ``BankFoldResult``; puzzle runs are skipped) and writes to DIR (default RESULTS_DIR):
 
     parity.md   model | parameters | saving | CIFAR-10 error | CIFAR-100 error | digits error | fold
     parity.csv  the same numbers, unformatted (errors as fractions)
@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.classify import ClassificationResult, FoldResult
-from benchmark.fileio import atomic_path, write_text
+from benchmark.fileio import write_text
+from benchmark.plot import save_figure
+from benchmark.results import BankFoldResult, ClassificationResult, ResultFormatError, read_eval
 
 TASK_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits"}  # the paper's columns, then digits
 
@@ -36,11 +37,11 @@ def gather(results_dir: str | Path) -> pd.DataFrame:
     """One row per classification run under ``results_dir``: task, model, seed, parameters, error, fold delta."""
     rows = []
     for path in sorted(Path(results_dir).rglob("eval.json")):
-        result = ClassificationResult.read(path)
-        if result is None:  # an algorithmic run
+        result = read_eval(path)
+        if not isinstance(result, ClassificationResult):  # a puzzle run
             continue
         fold_path = path.with_name("fold.json")
-        fold = FoldResult.read(fold_path) if fold_path.exists() else None
+        fold = BankFoldResult.read(fold_path) if fold_path.exists() else None
         rows.append(dict(task=result.task, model=result.model, seed=result.seed, parameters=result.parameters,
                          unshared_parameters=result.unshared_parameters, error=result.error,
                          fold_delta=np.nan if fold is None else fold.delta, run_dir=str(path.parent)))
@@ -99,10 +100,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def plot_parity(runs: pd.DataFrame, path: Path) -> Path:
     """Top-1 error (%) against parameters (log scale), one point per run, one colour per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (benchmark.plot chose the Agg backend)
     import seaborn as sns
 
     frame = runs.assign(error_pct=100 * runs["error"], network=np.where(runs["parameters"] < runs["unshared_parameters"], "shared", "unshared"))
@@ -112,11 +110,7 @@ def plot_parity(runs: pd.DataFrame, path: Path) -> Path:
     for (model, task), group in frame.groupby(["model", "task"]):
         ax.annotate(model, (group["parameters"].iloc[0], group["error_pct"].mean()), fontsize=7, xytext=(4, 2), textcoords="offset points")
     ax.set(xscale="log", xlabel="parameters", ylabel="top-1 test error (%)", title="error against parameters")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_parity(results_dir: str | Path, out_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
@@ -141,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         table, files = write_parity(args.results_dir, args.out)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ResultFormatError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(to_markdown(table), end="")

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from benchmark.fileio import atomic_path  # noqa: E402
-from benchmark.results import EvalResult, FoldResult, SimilarityRecord  # noqa: E402
+from benchmark.results import ClassificationResult, EvalResult, FoldResult, SimilarityRecord, read_eval  # noqa: E402
 
 
 def extrapolation_frame(result: EvalResult) -> pd.DataFrame:
@@ -68,6 +68,22 @@ def plot_training(metrics: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_classification_training(metrics: list[dict], path: Path) -> Path:
+    """A classification run's training loss, and the top-1 error of every split scored, against epochs.
+
+    ``metrics``: its metrics.jsonl lines (``epoch``, ``loss``, and ``<split>_error`` per split).
+    """
+    frame = pd.DataFrame(metrics)
+    errors = frame.melt(id_vars="epoch", value_vars=[c for c in frame if c.endswith("_error")], var_name="split", value_name="error")
+    errors["split"] = errors["split"].str.removesuffix("_error")  # train, val, test
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    sns.lineplot(data=frame, x="epoch", y="loss", ax=axes[0])
+    axes[0].set(yscale="log", ylabel="training loss")
+    sns.lineplot(data=errors, x="epoch", y="error", hue="split", ax=axes[1])
+    axes[1].set(ylabel="top-1 error", ylim=(0, None))
+    return save_figure(fig, path)
+
+
 def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | None = None) -> Path:
     """One heatmap per bank of its layer similarity matrix (values written in when it is small).
 
@@ -103,12 +119,15 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     written = []
     eval_path = run_dir / "eval.json"
-    result = EvalResult.read(eval_path) if eval_path.exists() else None
+    loaded = read_eval(eval_path) if eval_path.exists() else None
+    classification = isinstance(loaded, ClassificationResult)
+    result = None if classification else loaded  # a puzzle run's accuracy per iteration
     if result is not None:
         written.append(plot_extrapolation(result, run_dir / "extrapolation.png"))
     metrics = read_metrics(run_dir)
     if metrics:
-        written.append(plot_training(metrics, run_dir / "training.png"))
+        draw = plot_classification_training if classification else plot_training
+        written.append(draw(metrics, run_dir / "training.png"))
     lsm_path = run_dir / "lsm.json"
     if lsm_path.exists():
         banks = SimilarityRecord.read(lsm_path).banks

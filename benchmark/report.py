@@ -3,12 +3,20 @@
     python -m benchmark.report results/reference/sharing_maze [--out DIR]
 
 Finds every run directory below the given folders (a folder holding eval.json), groups the runs
-by model, and writes to ``--out`` (default: the first folder):
+by model, and writes to ``--out`` (default: the first folder), for puzzle runs:
 
     runs.csv          one row per run and test size: accuracy at the training depth, best, final,
                       steps to 90% and 99% training accuracy, parameters, folded accuracy
     summary.csv/.md   mean and standard deviation over seeds per model and test size
     curves.png        mean extrapolation curve per model (band: min..max over seeds), per test size
+
+and for classification runs (``python -m benchmark task=digits|cifar10|cifar100``), in files of
+their own, whatever else the folders hold:
+
+    classification_runs.csv         one row per run: task, model, seed, parameters, top-1 accuracy
+                                     and error, images/s, accuracy after folding its banks
+    classification_summary.csv/.md  mean and standard deviation over seeds per task and model
+    classification_curves.png        top-1 test error per epoch per model (band: min..max over seeds)
 """
 
 from __future__ import annotations
@@ -25,11 +33,24 @@ import seaborn as sns  # noqa: E402
 
 from benchmark.fileio import write_atomic, write_text  # noqa: E402
 from benchmark.plot import read_metrics, save_figure  # noqa: E402
-from benchmark.results import EvalResult, FoldResult, ResultFormatError, RunInfo  # noqa: E402
+from benchmark.results import (  # noqa: E402
+    BankFoldResult,
+    ClassificationResult,
+    EvalResult,
+    FoldResult,
+    ResultFormatError,
+    RunInfo,
+    read_eval,
+)
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
     return sorted({p.parent for folder in folders for p in Path(folder).rglob("eval.json")})
+
+
+def is_classification_run(run_dir: Path) -> bool:
+    """Whether ``run_dir``'s eval.json is a classification run's (else a puzzle run's; either is read in full)."""
+    return isinstance(read_eval(run_dir / "eval.json"), ClassificationResult)
 
 
 def steps_to_accuracy(metrics: list[dict], threshold: float = 0.99) -> int | None:
@@ -120,10 +141,15 @@ def plot_curves(frame: pd.DataFrame, path: Path, train_iters: int | None = None)
     return save_figure(fig, path)
 
 
-def report(folders: list[Path], out: Path) -> pd.DataFrame:
+def report(folders: list[Path], out: Path) -> pd.DataFrame | None:
+    """Write the puzzle runs' tables and plot to ``out``; returns their summary (None: only classification
+    runs, which ``report_classification`` tabulates)."""
     run_dirs = find_runs(folders)
     if not run_dirs:
         raise ValueError(f"no run directories (folders with eval.json) under {', '.join(map(str, folders))}.")
+    run_dirs = [run_dir for run_dir in run_dirs if not is_classification_run(run_dir)]
+    if not run_dirs:
+        return None
     runs = pd.DataFrame([row for run_dir in run_dirs for row in run_rows(run_dir)])
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "runs.csv", lambda handle: runs.to_csv(handle, index=False))
@@ -135,16 +161,98 @@ def report(folders: list[Path], out: Path) -> pd.DataFrame:
     return summary
 
 
+# ---------------------------------------------------------------------------- classification runs
+def classification_row(run_dir: Path) -> dict:
+    """One classification run's row: its eval.json, and its fold.json when its banks were folded."""
+    result = ClassificationResult.read(run_dir / "eval.json")
+    row = dict(run=str(run_dir), task=result.task, model=result.model, seed=result.seed, parameters=result.parameters,
+               unshared_parameters=result.unshared_parameters, epochs=len(result.curve), accuracy=result.accuracy,
+               error=result.error, images_per_s=result.images_per_s, train_seconds=result.seconds.train)
+    fold_path = run_dir / "fold.json"
+    if fold_path.exists():
+        fold = BankFoldResult.read(fold_path)
+        row.update(folded_accuracy=fold.accuracy_after, fold_delta=fold.delta, folded_parameters=fold.parameters_after,
+                   merged_layers=fold.merged_layers)
+    return row
+
+
+FOLD_COLUMNS = ["folded_accuracy", "fold_delta", "folded_parameters", "merged_layers"]  # NaN: nothing to fold
+
+
+def summarise_classification(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds per task and model; ``folded``: runs that were folded."""
+    grouped = runs.groupby(["task", "model"])
+    summary = grouped[["accuracy", "error", "images_per_s", "folded_accuracy", "fold_delta"]].agg(["mean", "std"])
+    summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
+    summary["seeds"] = grouped["seed"].nunique()
+    summary["folded"] = grouped["folded_accuracy"].count()
+    summary["parameters"] = grouped["parameters"].first()
+    summary["unshared_parameters"] = grouped["unshared_parameters"].first()
+    summary["saving"] = 1.0 - summary["parameters"] / summary["unshared_parameters"]
+    return summary.reset_index()
+
+
+def classification_markdown(summary: pd.DataFrame) -> str:
+    def pct(mean: float, std: float) -> str:
+        return "-" if pd.isna(mean) else f"{100 * mean:.2f} ± {0 if pd.isna(std) else 100 * std:.2f}"
+
+    lines = ["| task | model | params | saving | seeds | top-1 accuracy % | top-1 error % | images/s "
+             "| accuracy after folding % (runs folded) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        saving = "-" if pd.isna(r.saving) else f"{100 * r.saving:.1f}%"
+        speed = f"{r.images_per_s_mean:,.0f} ± {0 if pd.isna(r.images_per_s_std) else r.images_per_s_std:,.0f}"
+        lines.append(f"| {r.task} | {r.model} | {r.parameters:,} | {saving} | {r.seeds} | {pct(r.accuracy_mean, r.accuracy_std)} | "
+                     f"{pct(r.error_mean, r.error_std)} | {speed} | {pct(r.folded_accuracy_mean, r.folded_accuracy_std)} "
+                     f"({r.folded}/{r.seeds}) |")
+    return "\n".join(lines)
+
+
+def plot_classification_curves(run_dirs: list[Path], path: Path) -> Path:
+    """Top-1 test error against epochs, one line per model (band: min..max over seeds), one panel per task."""
+    frame = pd.DataFrame([dict(task=result.task, model=result.model, seed=result.seed, epoch=score.epoch,
+                               error=1.0 - score.test_acc)
+                          for result in (ClassificationResult.read(d / "eval.json") for d in run_dirs) for score in result.curve])
+    tasks = sorted(frame["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        sns.lineplot(data=frame[frame["task"] == task], x="epoch", y="error", hue="model", errorbar=("pi", 100), ax=ax)
+        ax.set(title=task, ylim=(0, None), ylabel="top-1 test error")
+    return save_figure(fig, path)
+
+
+def report_classification(folders: list[Path], out: Path) -> pd.DataFrame | None:
+    """Write the classification runs' tables and plot to ``out``; returns their summary (None: no such runs)."""
+    run_dirs = [run_dir for run_dir in find_runs(folders) if is_classification_run(run_dir)]
+    if not run_dirs:
+        return None
+    runs = pd.DataFrame([classification_row(run_dir) for run_dir in run_dirs]).reindex(
+        columns=["run", "task", "model", "seed", "parameters", "unshared_parameters", "epochs", "accuracy", "error",
+                 "images_per_s", "train_seconds", *FOLD_COLUMNS]).astype(
+        {c: "Int64" for c in ("unshared_parameters", "folded_parameters", "merged_layers")})  # counts stay integers beside NaN
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "classification_runs.csv", lambda handle: runs.to_csv(handle, index=False))
+    summary = summarise_classification(runs)
+    write_atomic(out / "classification_summary.csv", lambda handle: summary.to_csv(handle, index=False))
+    write_text(out / "classification_summary.md", classification_markdown(summary) + "\n")
+    plot_classification_curves(run_dirs, out / "classification_curves.png")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Tabulate and plot a set of benchmark runs.")
     parser.add_argument("folders", nargs="+", type=Path, help="folders searched recursively for run directories")
     parser.add_argument("--out", type=Path, help="where to write the tables and plots (default: the first folder)")
     args = parser.parse_args(argv)
+    out = args.out or args.folders[0]
     try:
-        summary = report(args.folders, args.out or args.folders[0])
+        summary = report(args.folders, out)
+        classification = report_classification(args.folders, out)
     except ValueError as err:
         parser.error(str(err))
-    print(markdown_table(summary))
+    if summary is not None:
+        print(markdown_table(summary))
+    if classification is not None:
+        print(classification_markdown(classification))
 
 
 if __name__ == "__main__":

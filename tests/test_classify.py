@@ -16,8 +16,9 @@ import benchmark.classify_config  # noqa: F401  (registers the classification sc
 from baselines.wrn import UnsharedWideResNet
 from benchmark.bank import no_decay_parameters
 from benchmark.checkpoint import load_checkpoint
-from benchmark.classify import ClassificationResult, Classifier, DeviceSplit, FoldResult, analyse, make_optimizer, run
+from benchmark.classify import Classifier, DeviceSplit, analyse, make_optimizer, run
 from benchmark.classify_config import ClassificationTrainConfig
+from benchmark.results import BankFoldResult, ClassificationResult
 from benchmark.wide_resnet import WideResNet
 from tasks.base import TaskSpec
 from tasks.images import ImageSplit, ImageTask
@@ -155,7 +156,8 @@ def test_a_run_writes_a_complete_and_consistent_run_directory(make_cfg, tmp_path
     assert [r["epoch"] for r in records] == [1, 2] and [r["step"] for r in records] == [3, 6]  # 48 images, batch 16
     assert [r["lr"] for r in records] == [0.05, pytest.approx(0.01)]  # x0.2 after epoch 1 (train=digits: lr 0.05)
     assert all(r["test_error"] == pytest.approx(1 - r["test_acc"]) and "val_acc" in r for r in records)
-    assert result.curve == [{k: r[k] for k in ("epoch", "val_acc", "val_error", "test_acc", "test_error")} for r in records]
+    assert [s.to_json() for s in result.curve] == [{k: r[k] for k in ("epoch", "val_acc", "val_error", "test_acc", "test_error")}
+                                                   for r in records]
 
     # The figures come from real predictions: the checkpoint alone rescored on the test split.
     model, _ = load_checkpoint(run_dir / "model.pt")
@@ -167,7 +169,7 @@ def test_a_run_writes_a_complete_and_consistent_run_directory(make_cfg, tmp_path
     assert result.parameters == sum(p.numel() for p in model.parameters())
     assert result.unshared_parameters == sum(p.numel() for p in UnsharedWideResNet(task.spec, depth=16, widen=1).parameters())
 
-    fold = FoldResult.read(run_dir / "fold.json")
+    fold = BankFoldResult.read(run_dir / "fold.json")
     assert set(fold.banks) == {f"stages.{s}.bank" for s in range(3)} and fold.accuracy_before == result.accuracy
     assert fold.delta == fold.accuracy_after - fold.accuracy_before
     lsm = json.loads((run_dir / "lsm.json").read_text())
@@ -205,12 +207,12 @@ def test_folding_a_hand_set_parallel_swrn_keeps_its_accuracy(tmp_path):
     before = clf.accuracy(model, test, 64)
     fold = analyse(model, clf, test, OmegaConf.create(dict(fold_threshold=0.99, batch_size=16)), tmp_path, before)
     assert fold.accuracy_after == fold.accuracy_before == before
-    assert all((b["layers"], b["distinct"]) == (4, 1) for b in fold.banks.values())
+    assert all((b.layers, b.distinct) == (4, 1) for b in fold.banks.values()) and fold.merged_layers == 3 * 3
     # Each bank: 3 templates and 4x3 coefficients became 1 weight and 4 scales.
     assert fold.parameters_before - fold.parameters_after == sum(2 * 9 * c * c + 12 - 4 for c in (16, 32, 64))
     lsm = json.loads((tmp_path / "lsm.json").read_text())
     assert all(pytest.approx(1.0) == v for bank in lsm.values() for row in bank["lsm"] for v in row)
-    assert FoldResult.read(tmp_path / "fold.json") == fold
+    assert BankFoldResult.read(tmp_path / "fold.json") == fold
 
 
 # ---------------------------------------------------------------------------- real images on the CPU

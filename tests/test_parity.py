@@ -8,18 +8,28 @@ import json
 import matplotlib.image
 import pytest
 
-from benchmark.classify import ClassificationResult, FoldResult
 from benchmark.parity import main
+from benchmark.results import (
+    BankFoldResult,
+    ClassificationResult,
+    ClassificationTiming,
+    EpochScore,
+    EvalResult,
+    RunInfo,
+    Timing,
+)
 
 
 def make_run(root, task, model, seed, parameters, unshared, error, fold_delta=None):
     run_dir = root / task / "full" / model / f"seed{seed}"
     run_dir.mkdir(parents=True)
-    ClassificationResult(task=task, model=model, seed=seed, parameters=parameters, unshared_parameters=unshared,
-                         accuracy=1 - error, error=error, curve=[], images_per_s=1.0, seconds={}, device="cpu").write(run_dir / "eval.json")
+    curve = (EpochScore(epoch=1, test_acc=0.5), EpochScore(epoch=2, test_acc=1 - error))  # the last epoch's counts
+    ClassificationResult(task=task, model=model, seed=seed, parameters=parameters, unshared_parameters=unshared, curve=curve,
+                         images_per_s=1.0, seconds=ClassificationTiming(train=1.0, analysis=0.0, total=1.0),
+                         device="cpu").write(run_dir / "eval.json")
     if fold_delta is not None:
-        FoldResult(threshold=0.99, banks={}, parameters_before=parameters, parameters_after=parameters,
-                   accuracy_before=1 - error, accuracy_after=1 - error + fold_delta).write(run_dir / "fold.json")
+        BankFoldResult(threshold=0.99, banks={}, parameters_before=parameters, parameters_after=parameters,
+                       accuracy_before=1 - error, accuracy_after=1 - error + fold_delta).write(run_dir / "fold.json")
 
 
 @pytest.fixture
@@ -36,9 +46,11 @@ def results(tmp_path):
     make_run(root, "cifar10", "swrn-28-10-2", 0, swrn2, wrn, 0.0425, fold_delta=0.0)
     make_run(root, "digits", "wrn-16-2", 0, 691_000, 691_000, 0.02)
     make_run(root, "digits", "swrn-16-2-1", 0, 400_000, 691_000, 0.0275, fold_delta=-0.0278)
-    algorithmic = root / "maze" / "train9_test15" / "shared" / "x"  # not a classification run: ignored
+    algorithmic = root / "maze" / "train9_test15" / "shared" / "x"  # a puzzle run: not in the table
     algorithmic.mkdir(parents=True)
-    (algorithmic / "eval.json").write_text(json.dumps({"accuracy": {"9": [1.0]}, "summary": {}}))
+    info = RunInfo(task="maze", model="shared", parameters=10, seed=0, train_size=9, device="cpu", final_train_acc=1.0,
+                   seconds=Timing(generation=0.0, train=1.0, eval=0.0))
+    EvalResult(iterations=1, train_iters=1, accuracy={9: (1.0,)}, run=info).write(algorithmic / "eval.json")
     return root
 
 
@@ -76,3 +88,15 @@ def test_a_folder_without_classification_runs_is_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and "no classification runs" in err and err.count("\n") == 1
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_run_file_it_cannot_read_is_one_sentence(results, capsys):
+    bad = results / "cifar10" / "full" / "wrn-28-10" / "seed0" / "eval.json"
+    data = json.loads(bad.read_text())
+    data["error"] = 0.5  # disagrees with the accuracy of the last epoch
+    bad.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as info:
+        main([str(results)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and str(bad) in err and "disagrees" in err and err.count("\n") == 1
+    assert not (results / "parity.md").exists()

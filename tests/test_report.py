@@ -111,3 +111,88 @@ def test_report_reproduces_the_committed_reference_tables(tmp_path, monkeypatch)
     report.report([Path("results/reference/sharing_maze")], tmp_path)
     for name in ("runs.csv", "summary.csv", "summary.md"):
         assert (tmp_path / name).read_bytes() == (root / "results/reference/sharing_maze" / name).read_bytes(), name
+
+
+# ---------------------------------------------------------------------------- classification runs
+def _classification_run(root: Path, model: str, seed: int, tests: list[float], parameters: int, unshared: int,
+                        images_per_s: float, folded: float | None = None) -> Path:
+    """A classification run directory with known figures: test accuracy per epoch, and after folding."""
+    from benchmark.results import BankFold, BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
+
+    run_dir = root / "digits" / "full" / model / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    curve = tuple(EpochScore(epoch=e + 1, test_acc=a) for e, a in enumerate(tests))
+    ClassificationResult(task="digits", model=model, seed=seed, parameters=parameters, unshared_parameters=unshared,
+                         curve=curve, images_per_s=images_per_s, seconds=ClassificationTiming(train=2.0, analysis=0.5, total=3.0),
+                         device="cpu").write(run_dir / "eval.json")
+    if folded is not None:
+        bank = BankFold(threshold=0.99, layers=2, distinct=1, index=[0, 0], scales=[1.0, 0.5], parameters_before=10,
+                        parameters_after=6, max_relative_error=0.0)
+        BankFoldResult(threshold=0.99, banks={"stages.0.bank": bank}, parameters_before=parameters,
+                       parameters_after=parameters - 4, accuracy_before=tests[-1], accuracy_after=folded).write(run_dir / "fold.json")
+    return run_dir
+
+
+def test_report_tables_classification_runs_beside_puzzle_runs(tmp_path, capsys):
+    """Digits runs of wrn and swrn over two seeds with known figures, in a folder that holds a puzzle run too."""
+    _classification_run(tmp_path, "wrn-16-2", 0, [0.5, 0.96], 1000, 1000, 800.0)
+    _classification_run(tmp_path, "wrn-16-2", 1, [0.5, 0.98], 1000, 1000, 900.0)
+    _classification_run(tmp_path, "swrn-16-2-1", 0, [0.25, 0.95], 400, 1000, 1000.0, folded=0.9)
+    _classification_run(tmp_path, "swrn-16-2-1", 1, [0.25, 0.97], 400, 1000, 1200.0, folded=0.97)
+    _known_run(tmp_path, 0, hold=5, final_train_acc=0.95, metrics=[(10, 0.5), (20, 0.92), (30, 0.995)])
+    report.main([str(tmp_path), "--out", str(tmp_path / "out")])
+    out = tmp_path / "out"
+
+    # The puzzle run's tables hold the puzzle run alone.
+    puzzle = pd.read_csv(out / "runs.csv")
+    assert set(puzzle["model"]) == {"stub"} and len(puzzle) == 2  # two test sizes
+    # Classification: mean ± sample std over the seeds; the errors are of the last epoch.
+    lines = (out / "classification_summary.md").read_text().splitlines()
+    assert lines[0].startswith("| task | model | params | saving | seeds | top-1 accuracy % | top-1 error % | images/s |")
+    assert lines[2:] == [
+        "| digits | swrn-16-2-1 | 400 | 60.0% | 2 | 96.00 ± 1.41 | 4.00 ± 1.41 | 1,100 ± 141 | 93.50 ± 4.95 (2/2) |",
+        "| digits | wrn-16-2 | 1,000 | 0.0% | 2 | 97.00 ± 1.41 | 3.00 ± 1.41 | 850 ± 71 | - (0/2) |",
+    ]
+    runs = pd.read_csv(out / "classification_runs.csv").sort_values(["model", "seed"])
+    assert runs["accuracy"].tolist() == [0.95, 0.97, 0.96, 0.98] and runs["epochs"].tolist() == [2, 2, 2, 2]
+    assert runs["error"].tolist() == pytest.approx([0.05, 0.03, 0.04, 0.02])
+    assert runs["fold_delta"].iloc[:2].tolist() == pytest.approx([-0.05, 0.0]) and runs["fold_delta"].iloc[2:].isna().all()
+    assert runs["folded_parameters"].iloc[:2].tolist() == [396, 396] and runs["merged_layers"].iloc[:2].tolist() == [1, 1]
+    stdout = capsys.readouterr().out
+    assert "| stub | 1,234 |" in stdout and lines[2] in stdout  # both kinds' tables printed
+    assert (out / "classification_curves.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+
+
+def test_report_of_classification_runs_alone_writes_no_puzzle_tables(tmp_path):
+    _classification_run(tmp_path, "wrn-16-2", 0, [0.9], 1000, 1000, 800.0)
+    assert report.report([tmp_path], tmp_path / "out") is None
+    summary = report.report_classification([tmp_path], tmp_path / "out")
+    assert summary[["model", "seeds", "accuracy_mean"]].values.tolist() == [["wrn-16-2", 1, 0.9]]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "classification_curves.png", "classification_runs.csv", "classification_summary.csv", "classification_summary.md"]
+
+
+def test_report_reads_what_classification_runs_write(make_cfg, tmp_path):
+    """Real digits runs (tiny): the table's figures are those of their eval.json and fold.json."""
+    from benchmark.classify import run as classify
+
+    base = ["task=digits", "model.widen=1", "model.depth=16", "train.epochs=1", "size.n_train=128", "size.n_test=64",
+            "progress=false"]
+    results = {model: classify(make_cfg(*base, f"model={model}", tiny=False)) for model in ("wrn", "swrn")}
+    runs_dir = tmp_path / "results"
+    report.report_classification([runs_dir], tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "classification_runs.csv").set_index("model")
+    for result in results.values():
+        row = runs.loc[result.model]
+        assert (row["parameters"], row["unshared_parameters"]) == (result.parameters, result.unshared_parameters)
+        assert (row["accuracy"], row["images_per_s"]) == (pytest.approx(result.accuracy), pytest.approx(result.images_per_s))
+    swrn = runs.loc["swrn-16-1-1"]
+    fold = json.loads((Path(swrn["run"]) / "fold.json").read_text())
+    assert swrn["folded_accuracy"] == pytest.approx(fold["accuracy_after"]) and pd.isna(runs.loc["wrn-16-1", "folded_accuracy"])
+
+    # python -m benchmark.plot redraws a classification run's plots from its directory alone.
+    run_dir = Path(swrn["run"])
+    for png in run_dir.glob("*.png"):
+        png.unlink()
+    plot.main([str(run_dir)])
+    assert sorted(p.name for p in run_dir.glob("*.png")) == ["lsm.png", "training.png"]
