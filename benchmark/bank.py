@@ -31,6 +31,9 @@ class TemplateBank(nn.Module):
         learn_coefficients: if False the coefficients are the fixed identity (requires
             k == num_layers), which makes every layer an ordinary, unshared weight; the same code
             then serves the unshared baselines.
+        layers_per_block: how many consecutive layers make one block of the owning network (4 per
+            position of a ``RecurrentConvNet``, 2 per block of a Wide ResNet stage); only read
+            by the layer-similarity record and its heatmap, to draw the block boundaries.
 
     Templates are initialised each on its own with Kaiming normal (fan-in, ReLU gain); learned
     coefficients orthogonally, one row per layer, as in the paper. The coefficients carry no
@@ -38,11 +41,13 @@ class TemplateBank(nn.Module):
     (see ``no_decay_parameters``): decaying them hurts.
     """
 
-    def __init__(self, num_layers: int, num_templates: int, shape: tuple[int, ...], learn_coefficients: bool = True):
+    def __init__(self, num_layers: int, num_templates: int, shape: tuple[int, ...], learn_coefficients: bool = True,
+                 layers_per_block: int | None = None):
         super().__init__()
         if num_layers < 1 or num_templates < 1:
             raise ValueError(f"a template bank needs at least one layer and one template, got {num_layers} and {num_templates}.")
         self.num_layers, self.num_templates, self.shape = num_layers, num_templates, tuple(shape)
+        self.layers_per_block = layers_per_block
         self.templates = nn.Parameter(torch.empty(num_templates, *shape))  # (k, *shape)
         for template in self.templates.data:
             nn.init.kaiming_normal_(template, nonlinearity="relu")

@@ -249,8 +249,7 @@ def analyse(model: nn.Module, clf: Classifier, test: DeviceSplit, cfg: DictConfi
     if lsm.banks:
         from benchmark import plot  # imported late: matplotlib is slow to import
 
-        # Two convs per block: a line every 2 layers separates the blocks of a stage.
-        plot.plot_lsm({name: bank.lsm for name, bank in lsm.banks.items()}, run_dir / "lsm.png", group_size=2)
+        plot.plot_similarity(lsm, run_dir / "lsm.png")
     folded, banks = fold_model_banks(model, cfg.fold_threshold)
     if not banks:
         return None

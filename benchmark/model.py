@@ -160,6 +160,7 @@ class RecurrentConvNet(IteratedBlockNet):
             num_templates=layers if templates is None else templates,
             shape=(width, width, *(3,) * spec.dims),
             learn_coefficients=templates is not None,
+            layers_per_block=CONVS_PER_BLOCK,
         )
         self.head = nn.Sequential(
             conv(width, width), nn.ReLU(), conv(width, width // 2), nn.ReLU(), conv(width // 2, spec.num_classes)

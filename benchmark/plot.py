@@ -114,6 +114,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def plot_similarity(record: SimilarityRecord, path: Path) -> Path:
+    """The heatmaps of a run's ``lsm.json``, one per bank, with lines between its blocks."""
+    return plot_lsm({name: bank.lsm for name, bank in record.banks.items()}, path,
+                    group_size={name: bank.layers_per_position for name, bank in record.banks.items()})
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Draw every plot a run directory has the data for; returns the files written."""
     run_dir = Path(run_dir)
@@ -130,10 +136,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         written.append(draw(metrics, run_dir / "training.png"))
     lsm_path = run_dir / "lsm.json"
     if lsm_path.exists():
-        banks = SimilarityRecord.read(lsm_path).banks
-        if banks:
-            written.append(plot_lsm({name: bank.lsm for name, bank in banks.items()}, run_dir / "lsm.png",
-                                    group_size={name: bank.layers_per_position for name, bank in banks.items()}))
+        record = SimilarityRecord.read(lsm_path)
+        if record.banks:
+            written.append(plot_similarity(record, run_dir / "lsm.png"))
     fold_path = run_dir / "fold.json"
     if fold_path.exists() and result is not None:
         written.append(plot_extrapolation(result, run_dir / "extrapolation_folded.png", folding=FoldResult.read(fold_path)))

@@ -457,6 +457,14 @@ def read_eval(path: str | Path) -> EvalResult | ClassificationResult:
     return _parse(path, "eval.json", EvalResult.from_json, data)
 
 
+def read_fold(path: str | Path) -> FoldResult | BankFoldResult:
+    """A run's fold.json of either kind: a classification run's (every bank folded: ``banks``) or a puzzle run's."""
+    data = _read_json(path)
+    if isinstance(data, dict) and "banks" in data:
+        return _parse(path, "classification fold.json", BankFoldResult.from_json, data)
+    return _parse(path, "fold.json", FoldResult.from_json, data)
+
+
 @dataclass
 class BankFold:
     """What ``benchmark.bank.fold_bank`` did to one bank.

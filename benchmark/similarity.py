@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from benchmark.bank import TemplateBank
-from benchmark.model import CONVS_PER_BLOCK, RecurrentConvNet
+from benchmark.model import RecurrentConvNet
 from benchmark.results import BankSimilarity, SimilarityRecord
 
 EPS = 1e-12  # guards the norm of an all-zero coefficient row
@@ -56,14 +56,14 @@ def model_lsm(model: nn.Module) -> dict[str, np.ndarray]:
 
 def similarity_record(model: nn.Module) -> SimilarityRecord:
     """What a run writes to ``lsm.json``: per bank, its LSM, its coefficients and how to read them."""
-    banks, owners = {}, bank_owners(model)
+    banks = {}
     for name, bank in find_banks(model).items():
         coefficients = bank.coefficients.detach().double()
         banks[name] = BankSimilarity(
             lsm=layer_similarity(coefficients).cpu().tolist(),
             coefficients=coefficients.cpu().tolist(),
             learned=bank.learns_coefficients,
-            layers_per_position=CONVS_PER_BLOCK if name in owners else None,
+            layers_per_position=bank.layers_per_block,
         )
     return SimilarityRecord(banks)
 

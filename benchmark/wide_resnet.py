@@ -74,7 +74,7 @@ class Stage(nn.Module):
         if shared:
             layers = 2 * shared
             self.bank = TemplateBank(layers, layers if templates is None else templates, (c_out, c_out, 3, 3),
-                                     learn_coefficients=templates is not None)
+                                     learn_coefficients=templates is not None, layers_per_block=2)
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
