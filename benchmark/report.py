@@ -2,18 +2,22 @@
 
     python -m benchmark.report results/reference/sharing_maze [--out DIR]
 
-Finds every run directory below the given folders (a folder holding eval.json), groups the runs
-by model, and writes to ``--out`` (default: the first folder):
+Finds every finished run directory below the given folders (a folder holding eval.json and no
+INCOMPLETE marker), groups the runs by model, and writes to ``--out`` (default: the first folder):
 
     runs.csv          one row per run and test size: accuracy at the training depth, best, final,
                       steps to 90% and 99% training accuracy, parameters, folded accuracy
     summary.csv/.md   mean and standard deviation over seeds per model and test size
     curves.png        mean extrapolation curve per model (band: min..max over seeds), per test size
+
+Run directories that still hold the INCOMPLETE marker (interrupted, diverged or crashed; see
+``benchmark.train_state``) are left out of the tables and listed, one line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,10 +30,17 @@ import seaborn as sns  # noqa: E402
 from benchmark.fileio import write_atomic, write_text  # noqa: E402
 from benchmark.plot import read_metrics, save_figure  # noqa: E402
 from benchmark.results import EvalResult, FoldResult, ResultFormatError, RunInfo  # noqa: E402
+from benchmark.train_state import INCOMPLETE  # noqa: E402
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
-    return sorted({p.parent for folder in folders for p in Path(folder).rglob("eval.json")})
+    """The finished run directories below ``folders``: eval.json written, no INCOMPLETE marker."""
+    return sorted({p.parent for folder in folders for p in Path(folder).rglob("eval.json")} - set(incomplete_runs(folders)))
+
+
+def incomplete_runs(folders: list[Path]) -> list[Path]:
+    """The run directories below ``folders`` that never finished (their INCOMPLETE marker is still there)."""
+    return sorted({p.parent for folder in folders for p in Path(folder).rglob(INCOMPLETE)})
 
 
 def steps_to_accuracy(metrics: list[dict], threshold: float = 0.99) -> int | None:
@@ -123,7 +134,9 @@ def plot_curves(frame: pd.DataFrame, path: Path, train_iters: int | None = None)
 def report(folders: list[Path], out: Path) -> pd.DataFrame:
     run_dirs = find_runs(folders)
     if not run_dirs:
-        raise ValueError(f"no run directories (folders with eval.json) under {', '.join(map(str, folders))}.")
+        unfinished = len(incomplete_runs(folders))
+        raise ValueError(f"no finished run directories (folders with eval.json) under {', '.join(map(str, folders))}"
+                         + (f" ({unfinished} incomplete)." if unfinished else "."))
     runs = pd.DataFrame([row for run_dir in run_dirs for row in run_rows(run_dir)])
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "runs.csv", lambda handle: runs.to_csv(handle, index=False))
@@ -140,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="folders searched recursively for run directories")
     parser.add_argument("--out", type=Path, help="where to write the tables and plots (default: the first folder)")
     args = parser.parse_args(argv)
+    for run_dir in incomplete_runs(args.folders):
+        print(f"incomplete run, not tabulated (interrupted, diverged or crashed; resume=<it> continues it): {run_dir}",
+              file=sys.stderr)
     try:
         summary = report(args.folders, args.out or args.folders[0])
     except ValueError as err:
