@@ -154,7 +154,7 @@ class NonFiniteLoss(RuntimeError):
 class FiniteGuard:
     """The first step whose loss is NaN or infinite, tracked on the device.
 
-    ``observe`` adds three tiny kernels per step and never waits for the device, so the hot loop
+    ``observe`` adds a few scalar kernels per step and never waits for the device, so the hot loop
     keeps running ahead of the GPU; ``check`` syncs once and raises ``NonFiniteLoss``. Callers
     check wherever the host syncs anyway (logged steps, epoch ends) and before every checkpoint,
     so a saved state is always finite, and the reported step is the first bad one even when it

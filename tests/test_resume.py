@@ -292,3 +292,33 @@ def test_ctrl_c_exits_130_with_how_to_resume_and_the_report_lists_the_run_until_
     same_results(run_dir, reference)
     assert report.incomplete_runs([tmp_path / "results"]) == [] and report.find_runs([tmp_path / "results"]) == [run_dir]
     assert EvalResult.read(run_dir / "eval.json").run.task == "prefix_sums"
+
+
+def test_an_interrupted_classification_run_resumes_from_its_last_epoch(make_cfg, tmp_path, monkeypatch):
+    """Ctrl-C in epoch 2 of 3: the state of epoch 1 is kept, and resume=<run dir> ends with the
+    weights and the per-epoch accuracies of the uninterrupted run."""
+    from benchmark import classify
+
+    settings = ["task=digits", "model=swrn", "model.widen=1", "model.depth=10", "train.epochs=3", "train.batch_size=16",
+                "size.n_train=64", "size.n_test=32", "progress=false"]
+    whole = classify.run(make_cfg(*settings, "run_id=whole", tiny=False))
+
+    saves, original = [], classify.save_train_state
+
+    def save_then_interrupt(*args, **kwargs):
+        saves.append(args[1])  # the step
+        if len(saves) == 2:  # Ctrl-C during epoch 2's save: the state on disk stays epoch 1's
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(classify, "save_train_state", save_then_interrupt)
+    with pytest.raises(RunInterrupted) as interrupted:
+        classify.run(make_cfg(*settings, "run_id=cut", tiny=False))
+    run_dir = interrupted.value.run_dir
+    assert interrupted.value.step == saves[0] == 4 and (run_dir / INCOMPLETE).exists()
+    monkeypatch.setattr(classify, "save_train_state", original)
+    resumed = classify.run(make_cfg(*settings, "run_id=other", f"resume={run_dir}", tiny=False))
+    assert resumed.curve == whole.curve and resumed.accuracy == whole.accuracy
+    a, b = (torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (run_dir, run_dir.parent / "whole"))
+    assert all(torch.equal(a[k], b[k]) for k in a) and not (run_dir / INCOMPLETE).exists()
+    assert [r["epoch"] for r in strict_json_lines(run_dir / "metrics.jsonl")] == [1, 2, 3]
