@@ -6,7 +6,10 @@
       config.yaml     the composed config
       metrics.jsonl   one line per epoch: loss, train/test(/val) top-1 accuracy and error, lr, images/s
       model.pt        the checkpoint (benchmark.checkpoint)
-      eval.json       ``benchmark.results.ClassificationResult``: final top-1 accuracy and error, the
+      train_state.pt  the training state after the last finished epoch (benchmark.train_state):
+                      resume=<run dir> continues an interrupted run from there
+      INCOMPLETE      present until every result is written (interrupted, diverged or crashed)
+            eval.json       ``benchmark.results.ClassificationResult``: final top-1 accuracy and error, the
                       per-epoch curve, parameters (and the unshared network's), images/s, seconds
       lsm.json/.png   layer similarity of every stage bank, one panel per stage
       fold.json       ``benchmark.results.BankFoldResult``: every learned bank folded
@@ -21,8 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,11 @@ from benchmark.classify_config import check_classification_config, size_label
 from benchmark.config import ConfigError, check_run_settings
 from benchmark.fileio import write_text
 from benchmark.results import BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
-from benchmark.run import build_model, instantiate_user, new_run_dir, pick_device, seed_everything
+from benchmark.run import INCOMPLETE_NOTE, build_model, instantiate_user, new_run_dir, pick_device, run_or_exit, seed_everything
+from benchmark.train import FiniteGuard
+from benchmark.train_state import (STATE_FILE, RunInterrupted, check_resume, mark_complete, mark_incomplete,
+                                   read_train_state, restore_rng, save_train_state)
 from benchmark.similarity import similarity_record
-from tasks.base import TaskError
 from tasks.images import ImageSplit, ImageTask
 
 log = logging.getLogger(__name__)
@@ -109,8 +112,12 @@ class Classifier:
         return correct / len(split)
 
     def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, split: DeviceSplit, batch_size: int,
-                    generator: torch.Generator) -> dict[str, float]:
-        """One pass over ``split`` in a random order, augmented; returns loss, train_acc, images, seconds."""
+                    generator: torch.Generator, guard: FiniteGuard | None = None, step: int = 0) -> dict[str, float]:
+        """One pass over ``split`` in a random order, augmented; returns loss, train_acc, images, seconds.
+
+        ``guard`` observes every step's loss (numbered on from ``step``, the steps done before)
+        on the device; the caller checks it once the epoch is done.
+        """
         model.train()
         order = torch.randperm(len(split), generator=generator, device=self.device)
         starts = range(0, len(split), batch_size)
@@ -130,6 +137,9 @@ class Classifier:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
+            if guard is not None:
+                guard.observe(loss, step)
             loss_sum += loss.detach() * len(y)  # summed on the device: no host sync per step
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
@@ -153,11 +163,6 @@ def make_optimizer(model: nn.Module, cfg: DictConfig) -> tuple[torch.optim.Optim
     return optimizer, scheduler
 
 
-def _finite(value: float) -> float | None:
-    """Strict JSON has no NaN: a diverged loss is recorded as null."""
-    return value if math.isfinite(value) else None
-
-
 # ---------------------------------------------------------------------------- one run
 def run(cfg: DictConfig) -> ClassificationResult:
     """Train and score one classifier as ``cfg`` says; write the run directory; return the result.
@@ -167,6 +172,7 @@ def run(cfg: DictConfig) -> ClassificationResult:
     """
     check_run_settings(cfg)
     check_classification_config(cfg.size, cfg.train, cfg.eval)
+    resume_dir = check_resume(cfg)
     task = instantiate_user(cfg.task)
     if not isinstance(task, ImageTask):
         raise ConfigError(f"pipeline=classification needs an image task (cifar10, cifar100, digits), got {type(task).__name__}.")
@@ -180,9 +186,29 @@ def run(cfg: DictConfig) -> ClassificationResult:
         raise ConfigError(f"task={task.name} needs an image classifier (model=wrn or model=swrn), got model {cfg.model.name!r}.")
 
     checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
-    run_dir = new_run_dir(cfg, task.name, size_label(cfg.size))
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    state = None
+    if resume_dir is not None:
+        run_dir = resume_dir
+        if (run_dir / STATE_FILE).exists():  # killed before the first epoch ended: training starts again there
+            state = read_train_state(run_dir / STATE_FILE)
+    else:
+        run_dir = new_run_dir(cfg, task.name, size_label(cfg.size))
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        mark_incomplete(run_dir, INCOMPLETE_NOTE)
     log.info("run directory: %s", run_dir)
+    try:
+        result = _train_and_score(cfg, task, model, splits, device, run_dir, state)
+    except KeyboardInterrupt as err:
+        # Ctrl-C stops at once; the state of the last finished epoch is what resume continues from.
+        raise RunInterrupted(run_dir, read_train_state(run_dir / STATE_FILE)["step"] if (run_dir / STATE_FILE).exists() else None) from err
+    mark_complete(run_dir)
+    return result
+
+
+def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits: dict[str, ImageSplit], device: torch.device,
+                     run_dir: Path, state: dict | None) -> ClassificationResult:
+    """Everything of ``run`` after the run directory exists: the epochs (from ``state`` when
+    resuming), model.pt, scoring, folding, eval.json, the plot."""
 
     mean, std = task.normalisation(splits["train"])
     clf = Classifier(task, mean, std, device)
@@ -195,16 +221,27 @@ def run(cfg: DictConfig) -> ClassificationResult:
     optimizer, scheduler = make_optimizer(model, cfg.train)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # data order and augmentation
     records: list[dict[str, Any]] = []
-    step, train_s, trained_images = 0, 0.0, 0
-    t_start = time.perf_counter()
-    for epoch in range(1, cfg.train.epochs + 1):
+    step, train_s, trained_images, done = 0, 0.0, 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"], generator)
+        loop = state["loop"]
+        step, done, records = state["step"], loop["epoch"], list(loop["records"])
+        train_s, trained_images = loop["train_s"], loop["trained_images"]
+        print(f"resuming {run_dir} after epoch {done} (step {step})", flush=True)
+    guard = FiniteGuard(device)
+    t_start = time.perf_counter() - (records[-1]["seconds"] if records else 0.0)
+    for epoch in range(done + 1, cfg.train.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
-        stats = clf.train_epoch(model, optimizer, data["train"], cfg.train.batch_size, generator)
+        stats = clf.train_epoch(model, optimizer, data["train"], cfg.train.batch_size, generator, guard, step)
+        guard.check((step, run_dir / STATE_FILE) if epoch > 1 else None)  # one sync per epoch; step: before this one
         scheduler.step()
         step += stats["steps"]
         train_s += stats["seconds"]
         trained_images += stats["images"]
-        record = dict(epoch=epoch, step=step, loss=_finite(stats["loss"]), train_acc=stats["train_acc"],
+        record = dict(epoch=epoch, step=step, loss=stats["loss"], train_acc=stats["train_acc"],
                       train_error=1.0 - stats["train_acc"], lr=lr, images_per_s=stats["images"] / stats["seconds"])
         for name in EVAL_SPLITS:
             if name in data:
@@ -213,6 +250,8 @@ def run(cfg: DictConfig) -> ClassificationResult:
         record["seconds"] = time.perf_counter() - t_start
         records.append(record)
         write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+        save_train_state(run_dir / STATE_FILE, step, model, optimizer, scheduler, generator,
+                         loop=dict(epoch=epoch, records=records, train_s=train_s, trained_images=trained_images))
         if cfg.progress:
             print(f"epoch {epoch}/{cfg.train.epochs}: loss {stats['loss']:.4f}, test error {100 * record['test_error']:.2f}%, "
                   f"lr {lr:.3g}, {record['images_per_s']:.0f} images/s", flush=True)
@@ -264,12 +303,8 @@ def analyse(model: nn.Module, clf: Classifier, test: DeviceSplit, cfg: DictConfi
 
 
 def main(cfg: DictConfig) -> ClassificationResult | None:
-    """Hydra entry: user errors end with one sentence on stderr and exit status 2."""
-    try:
-        return run(cfg)
-    except (ConfigError, TaskError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """Hydra entry (``benchmark.run.run_or_exit``): user errors end with one sentence on stderr and exit status 2."""
+    return run_or_exit(run, cfg)
 
 
 __all__ = ["Classifier", "DeviceSplit", "analyse", "main", "make_optimizer", "run"]

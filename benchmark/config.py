@@ -62,6 +62,10 @@ class TrainConfig:
     iters: int = 20  # m, the iterations of the full term and the progressive draw's range
     detach_extra: int = 20  # up to this many more detached iterations before the trained ones
     log_every: int = 50  # steps between metrics.jsonl records
+    # Steps between training-state saves (train_state.pt, what resume=<run dir> continues from);
+    # 0: only at the end. 200 maze steps are about 2.5 CPU minutes, the most an interrupt loses,
+    # and a save costs milliseconds.
+    checkpoint_every: int = 200
     loop_weight: float = 0.0  # weight of the loop-inducing regulariser (0: off)
 
 
@@ -109,7 +113,7 @@ SEED_MAX = 2**32 - 1  # numpy's and torch's seeding both accept 0 .. 2**32 - 1
 # The keys of the root config (configs/config.yaml); anything else came from a typo or a removed
 # option (`+variant=...`) and would be silently ignored.
 ROOT_KEYS = ("task", "size", "model", "train", "eval", "pipeline", "seed", "device", "results_dir", "run_id", "cache_dir",
-             "progress")
+             "progress", "resume")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # A name that becomes one directory of a run's path: letters, digits and ._+=,- only, not
 # starting with a dot (so never '.', '..' or a hidden file), no separator.
@@ -163,6 +167,8 @@ def check_run_settings(cfg: DictConfig) -> None:
     _require(isinstance(cfg.device, str) and DEVICE_PATTERN.fullmatch(cfg.device) is not None,
              f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}.")
     _require(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}.")
+    _require(cfg.get("resume") is None or (isinstance(cfg.resume, str) and cfg.resume != ""),
+             f"resume must be the path of an interrupted run directory, got {cfg.get('resume')!r}.")
     check_component("run_id", cfg.run_id)
     check_component("model.name", cfg.model.name)
     _check_writable_dir("results_dir", cfg.results_dir)
@@ -192,6 +198,8 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                        ("train.log_every", train.log_every), ("eval.iters", evaluation.iters),
                        ("eval.batch_size", evaluation.batch_size), ("model.depth", model_cfg.depth)):
         _require(value >= 1, f"{key} must be a positive integer, got {value}.")
+    _require(_is_int(train.checkpoint_every) and train.checkpoint_every >= 0,
+             f"train.checkpoint_every must be an integer >= 0 (0: save the training state only at the end), got {train.checkpoint_every}.")
     _require(len(size.test) >= 1, "size.test must list at least one test size, e.g. size.test=[13,15].")
     _require(train.batch_size <= size.n_train,
              f"train.batch_size ({train.batch_size}) must not exceed the training set (size.n_train={size.n_train}).")

@@ -2,8 +2,9 @@
 
     python -m benchmark.report results/reference/sharing_maze [--out DIR]
 
-Finds every run directory below the given folders (a folder holding eval.json), groups the runs
-by model, and writes to ``--out`` (default: the first folder), for puzzle runs:
+Finds every finished run directory below the given folders (a folder holding eval.json and no
+INCOMPLETE marker), groups the runs by model, and writes to ``--out`` (default: the first folder),
+for puzzle runs:
 
     runs.csv          one row per run and test size: accuracy at the training depth, best, final,
                       steps to 90% and 99% training accuracy, parameters, folded accuracy
@@ -17,11 +18,15 @@ their own, whatever else the folders hold:
                                      and error, images/s, accuracy after folding its banks
     classification_summary.csv/.md  mean and standard deviation over seeds per task and model
     classification_curves.png        top-1 test error per epoch per model (band: min..max over seeds)
+
+Run directories that still hold the INCOMPLETE marker (interrupted, diverged or crashed; see
+``benchmark.train_state``) are left out of the tables and listed, one line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -42,10 +47,17 @@ from benchmark.results import (  # noqa: E402
     RunInfo,
     read_eval,
 )
+from benchmark.train_state import INCOMPLETE  # noqa: E402
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
-    return sorted({p.parent for folder in folders for p in Path(folder).rglob("eval.json")})
+    """The finished run directories below ``folders``: eval.json written, no INCOMPLETE marker."""
+    return sorted({p.parent for folder in folders for p in Path(folder).rglob("eval.json")} - set(incomplete_runs(folders)))
+
+
+def incomplete_runs(folders: list[Path]) -> list[Path]:
+    """The run directories below ``folders`` that never finished (their INCOMPLETE marker is still there)."""
+    return sorted({p.parent for folder in folders for p in Path(folder).rglob(INCOMPLETE)})
 
 
 def is_classification_run(run_dir: Path) -> bool:
@@ -146,7 +158,9 @@ def report(folders: list[Path], out: Path) -> pd.DataFrame | None:
     runs, which ``report_classification`` tabulates)."""
     run_dirs = find_runs(folders)
     if not run_dirs:
-        raise ValueError(f"no run directories (folders with eval.json) under {', '.join(map(str, folders))}.")
+        unfinished = len(incomplete_runs(folders))
+        raise ValueError(f"no finished run directories (folders with eval.json) under {', '.join(map(str, folders))}"
+                         + (f" ({unfinished} incomplete)." if unfinished else "."))
     run_dirs = [run_dir for run_dir in run_dirs if not is_classification_run(run_dir)]
     if not run_dirs:
         return None
@@ -243,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="folders searched recursively for run directories")
     parser.add_argument("--out", type=Path, help="where to write the tables and plots (default: the first folder)")
     args = parser.parse_args(argv)
+    for run_dir in incomplete_runs(args.folders):
+        print(f"incomplete run, not tabulated (interrupted, diverged or crashed; resume=<it> continues it): {run_dir}",
+              file=sys.stderr)
     out = args.out or args.folders[0]
     try:
         summary = report(args.folders, out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -30,7 +32,9 @@ from benchmark.loop_regulariser import loop_penalty
 from benchmark.model import RecurrentConvNet
 from benchmark.results import EvalResult, FoldResult, RunInfo, Timing
 from benchmark.similarity import similarity_record
-from benchmark.train import fit
+from benchmark.train import NonFiniteLoss, fit
+from benchmark.train_state import (STATE_FILE, RunInterrupted, check_resume, mark_complete, mark_incomplete,
+                                   read_train_state)
 from tasks.base import Task, TaskError
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,7 @@ def run(cfg: DictConfig) -> RunResult:
     Everything a user can get wrong is checked before anything is generated or written.
     """
     check_config(cfg)  # the config alone, before anything is built
+    resume_dir = check_resume(cfg)
     task = build_task(cfg)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
@@ -122,9 +127,33 @@ def run(cfg: DictConfig) -> RunResult:
     check_config(cfg, task, model)  # sizes, cache paths, iteration_limit: still before any write
     checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
 
-    run_dir = new_run_dir(cfg, task.name)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    state = None
+    if resume_dir is not None:
+        run_dir = resume_dir
+        if (run_dir / STATE_FILE).exists():  # killed before the first state: training starts again there
+            state = read_train_state(run_dir / STATE_FILE)
+    else:
+        run_dir = new_run_dir(cfg, task.name)
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        mark_incomplete(run_dir, INCOMPLETE_NOTE)
     log.info("run directory: %s", run_dir)
+    try:
+        result = _train_and_report(cfg, task, model, device, run_dir, state)
+    except KeyboardInterrupt as err:
+        if isinstance(err, RunInterrupted):
+            raise
+        raise RunInterrupted(run_dir, None) from err
+    mark_complete(run_dir)
+    return result
+
+
+INCOMPLETE_NOTE = "This run has not finished (interrupted, diverged or crashed); python -m benchmark ... resume=<this directory> continues it."
+
+
+def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, device: torch.device, run_dir: Path,
+                      state: dict | None) -> RunResult:
+    """Everything of ``run`` after the run directory exists: data, training (from ``state`` when
+    resuming), model.pt, evaluation, folding, plots."""
     cache = cfg.cache_dir if cfg.cache_dir else None
     train_seed, test_seed = data_seeds(cfg.seed)
     t0 = time.perf_counter()
@@ -139,8 +168,10 @@ def run(cfg: DictConfig) -> RunResult:
     weight = cfg.train.loop_weight
     regulariser = (lambda m: weight * loop_penalty(m)) if weight > 0 else None
     t0 = time.perf_counter()
-    records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl",
-                  seed=cfg.seed, regulariser=regulariser, progress=cfg.progress)
+    if state is not None:
+        print(f"resuming {run_dir} from step {state['step']}", flush=True)
+    records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl", seed=cfg.seed,
+                  regulariser=regulariser, progress=cfg.progress, state_path=run_dir / STATE_FILE, resume=state)
     train_s = time.perf_counter() - t0
     save_checkpoint(model, cfg, run_dir / "model.pt")
 
@@ -192,10 +223,36 @@ def analyse_sharing(model: torch.nn.Module, before: EvalResult, score: Callable[
     return result
 
 
-def main(cfg: DictConfig) -> RunResult | None:
-    """Hydra entry: user errors end with one sentence on stderr and exit status 2."""
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130  # 130: the shell's status for Ctrl-C (128 + SIGINT)
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues ``run_dir``: this process's overrides plus ``resume=``."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "run_id")]
+    return shlex.join(["python", "-m", "benchmark", *kept, f"resume={run_dir}"])
+
+
+def run_or_exit(run_fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """``run_fn(cfg)``, the way the command line ends it: a user error is one sentence and exit
+    status 2; a non-finite loss one sentence and 3; Ctrl-C one line saying how to resume and 130."""
     try:
-        return run(cfg)
+        return run_fn(cfg)
     except (ConfigError, TaskError) as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
+    except NonFiniteLoss as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_DIVERGED)
+    except RunInterrupted as err:
+        saved = f"training state saved at step {err.step}" if err.step is not None else "run directory kept"
+        print(f"interrupted ({saved}); resume with: {resume_command(err.run_dir)}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        print("interrupted before the run directory was made; nothing was written.", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def main(cfg: DictConfig) -> RunResult | None:
+    """Hydra entry (``run_or_exit``): user errors end with one sentence on stderr and exit status 2."""
+    return run_or_exit(run, cfg)

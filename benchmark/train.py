@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +30,7 @@ from tqdm import tqdm
 from benchmark.bank import no_decay_parameters
 from benchmark.config import TrainConfig
 from benchmark.fileio import write_text
+from benchmark.train_state import RunInterrupted, restore_rng, save_train_state
 from tasks.base import Task
 
 
@@ -135,6 +140,70 @@ class MetricsWindow:
         return record
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training met a NaN or infinite loss; the message is one sentence naming the step and value."""
+
+    def __init__(self, quantity: str, step: int, value: float, last_good: tuple[int, Path] | None):
+        kept = (f"the last good training state (step {last_good[0]}) is kept in {last_good[1]}" if last_good
+                else "no training state had been saved yet")
+        super().__init__(f"training stopped: the {quantity} was {value} at step {step}, so nothing after it was saved "
+                         f"({kept}); lower train.lr or check the data.")
+        self.step, self.value = step, value
+
+
+class FiniteGuard:
+    """The first step whose loss is NaN or infinite, tracked on the device.
+
+    ``observe`` adds a few scalar kernels per step and never waits for the device, so the hot loop
+    keeps running ahead of the GPU; ``check`` syncs once and raises ``NonFiniteLoss``. Callers
+    check wherever the host syncs anyway (logged steps, epoch ends) and before every checkpoint,
+    so a saved state is always finite, and the reported step is the first bad one even when it
+    lies between two checks.
+    """
+
+    def __init__(self, device: torch.device, quantity: str = "training loss"):
+        self.quantity = quantity
+        self.first = torch.full((), -1, dtype=torch.long, device=device)  # () first bad step, -1: none yet
+        self.value = torch.zeros((), device=device)  # () the loss at that step
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().float()
+        new = torch.isfinite(loss).logical_not() & (self.first < 0)
+        self.first = torch.where(new, step, self.first)
+        self.value = torch.where(new, loss, self.value)
+
+    def check(self, last_good: tuple[int, Path] | None = None) -> None:
+        """Raise ``NonFiniteLoss`` if any observed loss was not finite (one host sync)."""
+        first = int(self.first)
+        if first >= 0:
+            raise NonFiniteLoss(self.quantity, first, float(self.value), last_good)
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) while training: the first press asks the loop to stop at the end of the
+    current step (so the saved state is a whole step); a second press interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield self
+            return
+
+        def handle(signum: int, frame: Any) -> None:
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+
+        previous = signal.signal(signal.SIGINT, handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 def fit(
     model: nn.Module,
     task: Task,
@@ -145,12 +214,20 @@ def fit(
     seed: int = 0,
     regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: bool = True,
+    state_path: Path | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Train ``model`` on ``data``; write one JSON line per logged step to ``metrics_path``.
 
     Returns the logged records. ``seed`` drives the batch order and the progressive draws.
     ``regulariser`` is an optional callable ``model -> loss`` added to the objective (e.g. the
     loop-inducing regulariser of ``benchmark.loop_regulariser``).
+
+    With ``state_path``, the training state (``benchmark.train_state``) is saved there every
+    ``cfg.checkpoint_every`` steps, at the end, and on Ctrl-C (then ``RunInterrupted`` is raised).
+    ``resume``, a state read by ``read_train_state``, continues from its step: the weights, the
+    metrics and every random draw are then those of an uninterrupted run. A NaN or infinite loss
+    raises ``NonFiniteLoss``; no state is saved after it.
     """
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
@@ -165,39 +242,87 @@ def fit(
     model.to(device).train()
     records: list[dict] = []
     window = MetricsWindow(device)
+    guard = FiniteGuard(device)
     step = seen = 0
+    trained_s = 0.0
+    saved: tuple[int, Path] | None = None  # (step, path) of the last training state written
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        loop = resume["loop"]
+        step, seen, trained_s, records = resume["step"], loop["seen"], loop["seconds"], list(loop["records"])
+        window.loss_sum, window.correct = loop["window"]["loss_sum"].to(device), loop["window"]["correct"].to(device)
+        window.batches, window.count = loop["window"]["batches"], loop["window"]["count"]
+        saved = (step, state_path) if state_path is not None else None
+    # A state saved after step s (1-based) continues inside the epoch that step belongs to: its
+    # batch order is redrawn from the generator's state at that epoch's start, its first
+    # ``skip`` batches are passed over, then the generator is set to the saved state. (Saved
+    # after an epoch's last step, the epoch is still open: the loader's next request ends it.)
+    first_epoch = (step - 1) // len(loader) if step else 0
+    skip = step - first_epoch * len(loader)
+    epoch_rng = resume["loop"]["epoch_rng"] if resume is not None else None
+
+    def save_state(epoch_rng: torch.Tensor) -> None:
+        nonlocal saved
+        guard.check(saved)  # never save weights trained on a non-finite loss
+        loop = dict(epoch_rng=epoch_rng, seen=seen, seconds=trained_s + time.perf_counter() - start, records=records,
+                    window=dict(loss_sum=window.loss_sum, correct=window.correct, batches=window.batches, count=window.count))
+        save_train_state(state_path, step, model, optimizer, scheduler, generator, loop)
+        saved = (step, state_path)
+
     start = time.perf_counter()
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     try:
-        for epoch in range(cfg.epochs):
-            for inputs, targets in loader:
-                inputs, targets = inputs.to(device), targets.to(device)
-                loss, logits = progressive_loss(model, task, inputs, targets, cfg.iters, cfg.alpha, generator, detach_extra)
-                if regulariser is not None:
-                    loss = loss + regulariser(model)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                optimizer.step()
-                scheduler.step()
-                step, seen = step + 1, seen + len(inputs)
-                log_now = step % cfg.log_every == 0 or step == total
-                window.add_loss(loss)
-                # Training accuracy at iters: free when the full term computed the logits; with
-                # alpha = 1 it costs an extra pass, so it is then measured on logged steps only.
-                if logits is not None or log_now:
-                    with torch.no_grad():
-                        window.add_predictions(task, inputs, targets, model(inputs, cfg.iters) if logits is None else logits)
-                bar.update()
-                if log_now:
-                    elapsed = time.perf_counter() - start
-                    records.append(window.record(step=step, epoch=epoch + 1, samples=seen, lr=scheduler.get_last_lr()[0],
-                                                 seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1)))
-                    if metrics_path is not None:
-                        write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
-                    bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", acc=f"{records[-1]['train_acc']:.3f}",
-                                    sps=records[-1]["samples_per_s"])
+        with StopRequest().installed() as stop:
+            for epoch in range(first_epoch, cfg.epochs):
+                if epoch == first_epoch and resume is not None:
+                    generator.set_state(epoch_rng)
+                epoch_rng = generator.get_state()
+                batches = iter(loader)
+                if epoch == first_epoch and resume is not None:
+                    for _ in range(skip):
+                        next(batches)
+                    restore_rng(resume["rng"], generator)
+                for inputs, targets in batches:
+                    inputs, targets = inputs.to(device), targets.to(device)
+                    loss, logits = progressive_loss(model, task, inputs, targets, cfg.iters, cfg.alpha, generator, detach_extra)
+                    if regulariser is not None:
+                        loss = loss + regulariser(model)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    optimizer.step()
+                    scheduler.step()
+                    step, seen = step + 1, seen + len(inputs)
+                    guard.observe(loss, step)
+                    log_now = step % cfg.log_every == 0 or step == total
+                    window.add_loss(loss)
+                    # Training accuracy at iters: free when the full term computed the logits; with
+                    # alpha = 1 it costs an extra pass, so it is then measured on logged steps only.
+                    if logits is not None or log_now:
+                        with torch.no_grad():
+                            window.add_predictions(task, inputs, targets, model(inputs, cfg.iters) if logits is None else logits)
+                    bar.update()
+                    if log_now:
+                        guard.check(saved)  # the host syncs here anyway; no NaN reaches metrics.jsonl
+                        elapsed = trained_s + time.perf_counter() - start
+                        records.append(window.record(step=step, epoch=epoch + 1, samples=seen, lr=scheduler.get_last_lr()[0],
+                                                     seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1)))
+                        if metrics_path is not None:
+                            write_text(metrics_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+                        bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", acc=f"{records[-1]['train_acc']:.3f}",
+                                        sps=records[-1]["samples_per_s"])
+                    if state_path is not None and (step == total or stop.requested
+                                                   or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0)):
+                        save_state(epoch_rng)
+                    if stop.requested:
+                        guard.check(saved)
+                        if state_path is None:
+                            raise KeyboardInterrupt
+                        raise RunInterrupted(state_path.parent, step)
+            guard.check(saved)
     finally:
         bar.close()
     model.eval()

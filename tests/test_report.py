@@ -104,6 +104,29 @@ def test_report_table_of_runs_with_known_answers(tmp_path):
     assert summary.loc[summary["size"] == 8, "folded_best_mean"].item() == 0.75
 
 
+def test_report_lists_incomplete_runs_and_leaves_them_out_of_the_tables(tmp_path, capsys):
+    """A run directory still holding the INCOMPLETE marker (interrupted, diverged, crashed) is
+    named on one line and not tabulated, even when it got as far as writing eval.json."""
+    from benchmark.train_state import INCOMPLETE
+
+    _known_run(tmp_path, 0, hold=5, final_train_acc=0.95, metrics=[(10, 0.995)])
+    unfinished = _known_run(tmp_path, 1, hold=3, final_train_acc=0.85, metrics=[(10, 0.4)])
+    write_text(unfinished / INCOMPLETE, "not finished\n")
+    no_eval = tmp_path / "prefix_sums" / "train8_test6" / "stub" / "killed"
+    no_eval.mkdir()
+    write_text(no_eval / INCOMPLETE, "not finished\n")
+    report.main([str(tmp_path), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"incomplete run, not tabulated (interrupted, diverged or crashed; resume=<it> continues it): {d}"
+        for d in sorted([unfinished, no_eval])]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert set(runs["seed"]) == {0} and "| stub |" in captured.out
+    (tmp_path / "prefix_sums" / "train8_test6" / "stub" / "seed0" / "eval.json").unlink()  # now only incomplete runs
+    with pytest.raises(ValueError, match=r"no finished run directories .* \(2 incomplete\)\."):
+        report.report([tmp_path], tmp_path / "out")
+
+
 def test_report_reproduces_the_committed_reference_tables(tmp_path, monkeypatch):
     """The reference tables are what `python -m benchmark.report` makes of the committed runs."""
     root = Path(__file__).resolve().parent.parent
