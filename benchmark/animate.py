@@ -34,9 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402  (pillow comes with matplotlib)
 
-from benchmark.checkpoint import load_checkpoint  # noqa: E402
 from benchmark.config import ConfigError, data_seeds  # noqa: E402
-from benchmark.evaluate_cli import _check_same_task, _device, _Parser, _run_config  # noqa: E402
+from benchmark.evaluate_cli import _Parser, load_run  # noqa: E402
 from benchmark.fileio import atomic_path  # noqa: E402
 from tasks.base import Task, TaskError  # noqa: E402
 from tasks.shortest_path import ShortestPathTask  # noqa: E402
@@ -290,17 +289,10 @@ def run(argv: list[str] | None = None) -> tuple[Path, Settling, int]:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")
     if args.index < 0:
         raise ConfigError(f"--index must be zero or positive, got {args.index}.")
-    if not args.run_dir.is_dir():
-        raise ConfigError(f"{args.run_dir} is not a directory: give the directory of a finished run.")
-    if not (args.run_dir / "model.pt").is_file():
-        raise ConfigError(f"{args.run_dir} has no model.pt: give the directory of a finished run.")
-    device = _device(args.device)
-    cfg = _run_config(args.run_dir)
+    model, ckpt, cfg, device = load_run(args.run_dir, args.device)
     n_test = cfg.get("size", {}).get("n_test") if isinstance(cfg.get("size"), dict) else None
     if not isinstance(n_test, int) or isinstance(n_test, bool) or n_test < 1:
         raise ConfigError(f"{args.run_dir / 'config.yaml'} has no size.n_test >= 1: give the directory of a finished run.")
-    model, ckpt = load_checkpoint(args.run_dir / "model.pt", map_location="cpu")
-    _check_same_task(ckpt, cfg, args.run_dir)
     task = ckpt.task
     try:
         task.check_size(args.size)

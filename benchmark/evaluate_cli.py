@@ -134,20 +134,27 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "data"
 
 
+def load_run(run_dir: Path, device_name: str) -> tuple[torch.nn.Module, Checkpoint, dict, torch.device]:
+    """A finished run's model (on the CPU), checkpoint, plain config and the device asked for;
+    every way the directory can be wrong is a ``ConfigError`` of one sentence."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a directory: give the directory of a finished run.")
+    if not (run_dir / "model.pt").is_file():
+        raise ConfigError(f"{run_dir} has no model.pt: give the directory of a finished run.")
+    device = _device(device_name)
+    cfg = _run_config(run_dir)
+    model, ckpt = load_checkpoint(run_dir / "model.pt", map_location="cpu")
+    _check_same_task(ckpt, cfg, run_dir)
+    return model, ckpt, cfg, device
+
+
 def run(argv: list[str] | None = None) -> dict:
     """Parse, check everything, evaluate, write; returns the results written. Raises ``ConfigError``."""
     args = _parser().parse_args(argv)
     for flag, value in (("--iters", args.iters), ("--n", args.n), ("--batch-size", args.batch_size)):
         if value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")
-    if not args.run_dir.is_dir():
-        raise ConfigError(f"{args.run_dir} is not a directory: give the directory of a finished run.")
-    if not (args.run_dir / "model.pt").is_file():
-        raise ConfigError(f"{args.run_dir} has no model.pt: give the directory of a finished run.")
-    device = _device(args.device)
-    cfg = _run_config(args.run_dir)
-    model, ckpt = load_checkpoint(args.run_dir / "model.pt", map_location="cpu")
-    _check_same_task(ckpt, cfg, args.run_dir)
+    model, ckpt, cfg, device = load_run(args.run_dir, args.device)
     task = ckpt.task
 
     if args.data is not None:
