@@ -172,6 +172,10 @@ def run(cfg: DictConfig) -> ClassificationResult:
     """
     check_run_settings(cfg)
     check_classification_config(cfg.size, cfg.train, cfg.eval)
+    data_dir = OmegaConf.to_container(cfg.task, resolve=False).get("data_dir")  # as written, before interpolation
+    if cfg.cache_dir is None and isinstance(data_dir, str) and "${cache_dir}" in data_dir:
+        raise ConfigError(f"task.data_dir ({data_dir}) lies under cache_dir, which is null; "
+                          f"set task.data_dir=/path/to/the/{cfg.task.get('_target_', 'data').rsplit('.', 1)[-1]} archives.")
     resume_dir = check_resume(cfg)
     task = instantiate_user(cfg.task)
     if not isinstance(task, ImageTask):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import hydra.errors
 import pytest
@@ -134,6 +135,16 @@ def test_a_puzzle_model_on_an_image_task_is_refused_when_composing(make_cfg):
     # The image tasks set Wide ResNet options (model.widen) that the puzzle models' schema does not have.
     with pytest.raises(hydra.errors.ConfigCompositionException, match="widen"):
         make_cfg("task=digits", "model=shared")
+
+
+def test_cifar_under_a_null_cache_dir_is_refused_before_anything(make_cfg, tmp_path, capsys):
+    from benchmark.classify import main
+
+    with pytest.raises(SystemExit) as info:
+        main(make_cfg("task=cifar10", "cache_dir=null", tiny=False))
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "task.data_dir" in err and "cache_dir, which is null" in err and err.count("\n") == 1
+    assert not (tmp_path / "results").exists() and not Path("None").exists()
 
 
 def test_missing_cifar_data_names_the_folder_and_writes_nothing(tmp_path):
