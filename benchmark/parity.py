@@ -57,7 +57,8 @@ def task_order(tasks) -> list[str]:
 def parity_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per model: parameters, unshared_parameters, saving, per task error mean/std/runs, fold_delta.
 
-    Rows are sorted by the unshared network's size, the unshared network (the largest) first.
+    Rows are grouped by the unshared network of the same depth and width (smallest first), that
+    unshared network first in its group, then the shared ones by size (largest first).
     """
     tasks = task_order(runs["task"])
     rows = []
@@ -75,7 +76,9 @@ def parity_table(runs: pd.DataFrame) -> pd.DataFrame:
         row["fold_delta"] = group["fold_delta"].mean()  # NaN when no run of the row was folded
         rows.append(row)
     table = pd.DataFrame(rows)
-    order = np.lexsort((-table["parameters"].to_numpy(), table["unshared_parameters"].fillna(table["parameters"]).to_numpy()))
+    family = table["unshared_parameters"].fillna(table["parameters"]).to_numpy()
+    shared = (table["parameters"] != family).to_numpy()  # k templates can also cost a few parameters more
+    order = np.lexsort((-table["parameters"].to_numpy(), shared, family))
     return table.iloc[order].reset_index(drop=True)
 
 
@@ -91,7 +94,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     header = ["model", "parameters", "saving", *(f"{TASK_LABELS.get(t, t)} error (%)" for t in tasks), "fold Δ acc (points)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
-        cells = [row["model"], f"{row['parameters']:,}", "—" if pd.isna(row["saving"]) else f"{100 * row['saving']:.1f}%"]
+        cells = [row["model"], f"{row['parameters']:,}", "—" if pd.isna(row["saving"]) else f"{round(100 * row['saving'], 1) + 0.0:.1f}%"]  # + 0.0: no "-0.0%" for a few extra coefficients
         cells += [_error_cell(row[f"{t}_error_mean"], row[f"{t}_error_std"], row[f"{t}_runs"]) for t in tasks]
         cells.append("—" if pd.isna(row["fold_delta"]) else f"{100 * row['fold_delta']:+.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -99,17 +102,26 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def plot_parity(runs: pd.DataFrame, path: Path) -> Path:
-    """Top-1 error (%) against parameters (log scale), one point per run, one colour per task."""
+    """Top-1 error (%) against parameters (log scale): per model and task the mean over seeds with
+    its standard deviation (each seed faint behind it), one colour per task, unshared networks as
+    circles and shared ones as crosses."""
     import matplotlib.pyplot as plt  # (benchmark.plot chose the Agg backend)
     import seaborn as sns
 
-    frame = runs.assign(error_pct=100 * runs["error"], network=np.where(runs["parameters"] < runs["unshared_parameters"], "shared", "unshared"))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.scatterplot(data=frame, x="parameters", y="error_pct", hue="task", hue_order=task_order(frame["task"]),
-                    style="network", style_order=["unshared", "shared"], s=60, ax=ax)
-    for (model, task), group in frame.groupby(["model", "task"]):
-        ax.annotate(model, (group["parameters"].iloc[0], group["error_pct"].mean()), fontsize=7, xytext=(4, 2), textcoords="offset points")
-    ax.set(xscale="log", xlabel="parameters", ylabel="top-1 test error (%)", title="error against parameters")
+    network = np.where(runs["parameters"] != runs["unshared_parameters"].fillna(runs["parameters"]), "shared", "unshared")
+    frame = runs.assign(error_pct=100 * runs["error"], network=network)
+    means = frame.groupby(["task", "model", "network"], as_index=False).agg(
+        parameters=("parameters", "first"), error_pct=("error_pct", "mean"), spread=("error_pct", "std"))
+    hue = dict(hue="task", hue_order=task_order(frame["task"]), style="network", style_order=["unshared", "shared"])
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    sns.scatterplot(data=frame, x="parameters", y="error_pct", **hue, s=20, alpha=0.3, legend=False, ax=ax)
+    ax.errorbar(means["parameters"], means["error_pct"], yerr=means["spread"].fillna(0.0), fmt="none", ecolor="grey", linewidth=1)
+    sns.scatterplot(data=means, x="parameters", y="error_pct", **hue, s=90, ax=ax)
+    for _, row in means.iterrows():
+        ax.annotate(row["model"], (row["parameters"], row["error_pct"]), fontsize=8, xytext=(6, 4), textcoords="offset points")
+    ax.set(xscale="log", xlabel="parameters", ylabel="top-1 test error (%)",
+           title="error against parameters (mean ± std over seeds)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return save_figure(fig, path)
 
 
