@@ -7,13 +7,14 @@ maze recipe), for the suite's models (``recurrent``, ``shared`` k=2) and each fa
 - training: samples/s of full optimizer steps with the progressive loss
   (``benchmark.train.progressive_loss`` and ``make_optimizer``, clipped as ``fit`` clips);
 - evaluation: samples/s of ``accuracy_per_iteration`` with every iteration 1..T scored (T=100);
-- peak memory of evaluation at two iteration counts on 33x33 mazes (CPU: the max RSS of a fresh
-  subprocess per setting and its growth over a one-iteration warm-up; CUDA:
-  ``torch.cuda.max_memory_allocated``), to show that it does not grow with T.
+- peak memory of evaluation at two iteration counts on 33x33 mazes (CPU: the resident memory of
+  a fresh subprocess per setting, sampled every millisecond, and its growth during the
+  evaluation; CUDA: ``torch.cuda.max_memory_allocated``), to show that it does not grow with T.
 
 Each setting is warmed up once, then measured ``repeats`` times, settings interleaved within a
 repeat (A B C A B C) so machine noise hits all; the table gives medians and, for each setting,
-its ratio to the setting it is compared with (``versus``), both measured in this run. The JSON
+its ratio to the setting it is compared with (``versus``): the median of the per-repeat ratios, both
+measured in this run. The JSON
 holds every repeat, the ratios, the scale used and the machine (CPU model, cores, load, torch
 version, threads, device). ``--quick`` shrinks everything (width 8, a few samples and
 iterations) so that it finishes in seconds: a smoke test of the command, not a measurement.
@@ -24,9 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -58,17 +59,17 @@ class Scale:
     alpha: float = 0.01  # Deep Thinking's maze recipe; the full term then runs every step
     train_steps: int = 1  # optimizer steps per measurement
     eval_size: int = 15
-    eval_n: int = 64
+    eval_n: int = 32  # short measurements, many repeats: load that drifts hits every setting alike
     eval_iters: int = 100
-    eval_batch: int = 64
+    eval_batch: int = 32
     memory_size: int = 33
-    memory_n: int = 2
+    memory_n: int = 8
     memory_iters: tuple[int, int] = (100, 1000)
-    repeats: int = 3
+    repeats: int = 7
     compile: bool = True  # measure torch.compile (its first call compiles for tens of seconds)
 
 
-QUICK = Scale(width=8, train_batch=8, train_iters=3, eval_n=4, eval_iters=5, eval_batch=4, memory_size=15, memory_n=1,
+QUICK = Scale(width=8, train_batch=8, train_iters=3, eval_n=4, eval_iters=5, eval_batch=4, memory_size=15, memory_n=2,
               memory_iters=(5, 50), repeats=2, compile=False)
 
 
@@ -77,16 +78,16 @@ class Setting:
     """One row of the table: a model and the fast paths it runs with.
 
     ``before``: the evaluator as it was before issue 11 (``torch.no_grad``, one host sync per
-    iteration: ``evaluate_before``); ``fuse_recall``: ``IteratedBlockNet.fuse_recall``;
-    ``channels_last``: inputs (so every feature map) in NHWC layout; ``compile``:
-    ``use_compile``; ``eval_batch``: None for the scale's. ``versus``: the row its ratios divide by.
+    iteration: ``evaluate_before``); ``fuse_recall`` and ``channels_last``: the model's
+    attributes (``IteratedBlockNet``); ``compile``: ``use_compile``; ``eval_batch``: None for the
+    scale's. ``versus``: the row its ratios divide by.
     """
 
     name: str
     model: str = "recurrent"
     before: bool = False
     fuse_recall: bool = True
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     eval_batch: int | None = None
     versus: str = BASELINE
@@ -98,13 +99,14 @@ class Setting:
 
 def settings(scale: Scale) -> list[Setting]:
     """The rows: each model before issue 11, each fast path alone, and each model as it runs now."""
+    old = dict(before=True, fuse_recall=False, channels_last=False)
     rows = [
-        Setting(BASELINE, before=True, fuse_recall=False),
-        Setting("shared k=2, before", model="shared", before=True, fuse_recall=False),
-        Setting("recurrent, fused recall only", before=True),
-        Setting("recurrent, new evaluator only", fuse_recall=False),
+        Setting(BASELINE, **old),
+        Setting("shared k=2, before", model="shared", **old),
+        Setting("recurrent, fused recall only", **{**old, "fuse_recall": True}),
+        Setting("recurrent, new evaluator only", **{**old, "before": False}),
+        Setting("recurrent, channels-last only", **{**old, "channels_last": True}),
         Setting("recurrent, now"),
-        Setting("recurrent, now + channels-last", channels_last=True, versus="recurrent, now"),
         Setting("recurrent, now, eval batch / 4", eval_batch=max(1, scale.eval_batch // 4), versus="recurrent, now"),
         Setting("shared k=2, now", model="shared", versus="shared k=2, before"),
     ]
@@ -120,7 +122,7 @@ def build_model(task: Task, setting: Setting, scale: Scale, seed: int = 0) -> Re
     """The setting's model, the same initial weights for the same model name."""
     torch.manual_seed(seed)
     model = RecurrentConvNet(task.spec, name=setting.model, width=scale.width, templates=None if setting.model == "recurrent" else 2)
-    model.fuse_recall = setting.fuse_recall
+    model.fuse_recall, model.channels_last = setting.fuse_recall, setting.channels_last
     model.use_compile(setting.compile)
     return model
 
@@ -143,7 +145,7 @@ def evaluate_before(model: nn.Module, task: Task, data: torch.utils.data.TensorD
 def run_evaluation(model: nn.Module, task: Task, data, iters: int, batch: int, setting: Setting, device: torch.device) -> list[float]:
     if setting.before:
         return evaluate_before(model, task, data, iters, batch, device)
-    return accuracy_per_iteration(model, task, data, iters, batch, device, channels_last=setting.channels_last)
+    return accuracy_per_iteration(model, task, data, iters, batch, device)
 
 
 class Trainer:
@@ -155,7 +157,6 @@ class Trainer:
                                iters=scale.train_iters, detach_extra=0, clip=1.0)
         self.optimizer = make_optimizer(model, self.cfg)
         self.generator = torch.Generator().manual_seed(0)
-        self.layout = torch.channels_last if setting.channels_last else torch.contiguous_format
         self.next = 0
 
     def steps(self, n: int) -> int:
@@ -165,7 +166,7 @@ class Trainer:
         for _ in range(n):
             inputs, targets = self.batches[self.next % len(self.batches)]
             self.next += 1
-            inputs, targets = inputs.to(self.device).contiguous(memory_format=self.layout), targets.to(self.device)
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
             loss, _ = progressive_loss(self.model, self.task, inputs, targets, self.cfg.iters, self.cfg.alpha, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -224,24 +225,45 @@ def measure_throughput(scale: Scale, rows: list[Setting], device: torch.device, 
     return results
 
 
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux ``/proc/self/statm``)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _memory_probe(setting: Setting, scale: Scale, iters: int, device: str, threads: int) -> dict:
-    """Peak memory of one evaluation; on the CPU run in a fresh process (``ru_maxrss`` never falls)."""
+    """Peak memory of one evaluation: on the CPU the resident memory, sampled every millisecond
+    by a thread in a fresh process (so no other setting's allocations linger), and its growth
+    over the memory held before the evaluation began (model, data, imports); on CUDA the
+    allocator's peak."""
     torch.set_num_threads(threads)
     device_t = torch.device(device)
     task = MazeTask()
     data = task.dataset(scale.memory_size, scale.memory_n, seed=1)
     model = build_model(task, setting, scale).to(device_t)
-    run_evaluation(model, task, data, 1, scale.memory_n, setting, device_t)  # allocate one iteration's buffers
     if device_t.type == "cuda":
         torch.cuda.synchronize(device_t)
-        before = torch.cuda.max_memory_allocated(device_t)
+        before = torch.cuda.memory_allocated(device_t)
+        torch.cuda.reset_peak_memory_stats(device_t)
         run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t)
         peak = torch.cuda.max_memory_allocated(device_t)
         return {"peak_mb": peak / 2**20, "growth_mb": (peak - before) / 2**20, "measure": "torch.cuda.max_memory_allocated"}
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_mb": peak / 1024, "growth_mb": (peak - before) / 1024, "measure": "max RSS of a fresh process (ru_maxrss)"}
+    before = peak = _rss_bytes()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.001):
+            peak = max(peak, _rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t)
+    finally:
+        done.set()
+        sampler.join()
+    peak = max(peak, _rss_bytes())
+    return {"peak_mb": peak / 2**20, "growth_mb": (peak - before) / 2**20, "measure": "resident memory, sampled every ms"}
 
 
 def measure_memory(scale: Scale, rows: list[Setting], device: torch.device, threads: int, log=print) -> list[dict]:
@@ -251,7 +273,6 @@ def measure_memory(scale: Scale, rows: list[Setting], device: torch.device, thre
         for iters in scale.memory_iters:
             log(f"memory: {row.name}, T={iters} ...")
             if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
                 probe = _memory_probe(row, scale, iters, str(device), threads)
             else:
                 with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
@@ -261,12 +282,17 @@ def measure_memory(scale: Scale, rows: list[Setting], device: torch.device, thre
 
 
 def ratios(results: dict[str, dict], rows: list[Setting]) -> dict[str, dict]:
-    """Each setting's median throughputs divided by those of its ``versus`` row."""
+    """Each setting's throughputs over its ``versus`` row's: the median of the per-repeat ratios.
+
+    Paired by repeat (measured within seconds of each other), so load that drifts between
+    repeats cancels out; a ratio of the medians would carry it.
+    """
     out = {}
     for row in rows:
         mine, base = results[row.name], results[row.versus]
         out[row.name] = {"versus": row.versus, **{
-            key: mine[f"{key}_median"] / base[f"{key}_median"] for key in ("train_samples_per_s", "eval_samples_per_s")}}
+            key: statistics.median(a / b for a, b in zip(mine[key], base[key], strict=True))
+            for key in ("train_samples_per_s", "eval_samples_per_s")}}
     return out
 
 
@@ -306,7 +332,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {r['train_samples_per_s_median']:.2f} | {q['train_samples_per_s']:.2f}x | "
                      f"{r['eval_samples_per_s_median']:.2f} | {q['eval_samples_per_s']:.2f}x | {q['versus']} |")
     if report["memory"]:
-        lines += ["", "| setting | size | iterations | peak memory, MB | growth over 1 iteration, MB |", "|---|---|---|---|---|"]
+        lines += ["", "| setting | size | iterations | peak memory, MB | growth during evaluation, MB |", "|---|---|---|---|---|"]
         for r in report["memory"]:
             lines.append(f"| {r['setting']} | {r['size']}x{r['size']} | {r['iters']} | {r['peak_mb']:.1f} | {r['growth_mb']:.1f} |")
     return "\n".join(lines)

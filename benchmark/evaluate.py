@@ -8,14 +8,6 @@ from benchmark.results import EvalResult
 from tasks.base import Task
 
 
-def channels_last_default(device: torch.device) -> bool:
-    """Whether evaluation feeds 2-D inputs channels-last on ``device`` by default.
-
-    CUDA: yes (cuDNN's convolutions prefer NHWC). CPU: XX (python -m benchmark.bench).
-    """
-    return torch.device(device).type == "cuda"
-
-
 @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad); nothing leaves but floats
 def accuracy_per_iteration(
     model: torch.nn.Module,
@@ -24,23 +16,18 @@ def accuracy_per_iteration(
     iters: int,
     batch_size: int,
     device: torch.device,
-    channels_last: bool | None = None,
 ) -> list[float]:
     """Accuracy after each of iterations 1..iters (task.score: every valid position must match).
 
     One unrolled pass per batch scores every iteration on the way (``model.iter_logits``), so the
     cost is that of the deepest run alone and memory does not grow with ``iters``. The counts
-    stay on ``device`` (no host sync per iteration): one transfer at the end. ``channels_last``
-    feeds 2-D inputs in NHWC layout (None: ``channels_last_default(device)``); the numbers are
-    the same up to float rounding.
+    stay on ``device`` (no host sync per iteration): one transfer at the end.
     """
     model.eval()
     inputs_all, targets_all = data.tensors
-    layout = channels_last_default(device) if channels_last is None else channels_last
-    layout = torch.channels_last if layout and inputs_all.dim() == 4 else torch.contiguous_format
     correct = torch.zeros(iters, dtype=torch.long, device=device)  # (iters,) samples solved at each iteration
     for lo in range(0, len(inputs_all), batch_size):
-        inputs = inputs_all[lo : lo + batch_size].to(device).contiguous(memory_format=layout)
+        inputs = inputs_all[lo : lo + batch_size].to(device)
         targets = targets_all[lo : lo + batch_size].to(device)
         for t, logits in enumerate(model.iter_logits(inputs, iters)):
             correct[t] += task.score(inputs, targets, logits.argmax(1)).sum()

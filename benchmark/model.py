@@ -76,7 +76,11 @@ class IteratedBlockNet(nn.Module):
             raise ValueError(f"model '{self.name}' has weights for at most {self.iteration_limit} iterations and cannot run {iters} iterations.")
 
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.projection(x))  # (N, w, *S)
+        return F.relu(self.projection(self._layout(x)))  # (N, w, *S)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """2-D inputs in NHWC layout when ``channels_last``: every feature map and the logits follow."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def states(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> Iterator[torch.Tensor]:
         """The features ``(N, w, *S)`` after each of iterations ``start .. start + iters - 1``.
@@ -85,6 +89,7 @@ class IteratedBlockNet(nn.Module):
         that ``run`` and ``iter_logits`` share; only the current state is kept, so under
         ``torch.no_grad()`` memory does not grow with ``iters``.
         """
+        x = self._layout(x)
         h = self.initial_state(x) if state is None else state
         block, recall = self.position_weights()  # mixed once for all iterations
         p_now, weights = -1, None
@@ -140,10 +145,10 @@ class IteratedBlockNet(nn.Module):
             h = F.relu(h + self._conv(out, block[b + 1], padding=1))
         return h
 
-    # Fused recall (see ``_position``): 1.xx x the evaluation throughput of the concatenating form
-    # (python -m benchmark.bench). False keeps the concatenating form, the reference the tests
-    # and the bench compare against.
-    fuse_recall: bool = True
+    # Fast paths of issue 11, measured by ``python -m benchmark.bench`` (ratios in its docstring);
+    # False gives the plain form, the reference that the tests and the bench compare against.
+    fuse_recall: bool = True  # the input's recall term once per position (``_position``)
+    channels_last: bool = True  # NHWC feature maps for 2-D tasks (CPU: oneDNN; CUDA: cuDNN prefer it)
     _compiled_step = None  # set by ``use_compile``
 
     def _step(self, h, x, recall, x_term, block) -> torch.Tensor:
