@@ -137,12 +137,14 @@ class IteratedBlockNet(nn.Module):
         ``recall`` is the whole ``(w, w + C, *k)`` weight when ``x_term`` is None (concatenating
         form), else its feature part ``(w, w, *k)`` with the input's term precomputed (fused).
         """
+        # In place on each conv's fresh output (a conv keeps its input, not its output, for
+        # backward): the same sums, one allocation fewer each; 1.05x evaluation, 1.06x training.
         if recall is not None:
-            h = F.relu(self._conv(torch.cat([h, x], dim=1), recall, padding=1) if x_term is None
-                       else self._conv(h, recall, padding=1) + x_term)
+            h = (self._conv(torch.cat([h, x], dim=1), recall, padding=1) if x_term is None
+                 else self._conv(h, recall, padding=1).add_(x_term)).relu_()
         for b in range(0, CONVS_PER_BLOCK, 2):
-            out = F.relu(self._conv(h, block[b], padding=1))
-            h = F.relu(h + self._conv(out, block[b + 1], padding=1))
+            out = self._conv(h, block[b], padding=1).relu_()
+            h = self._conv(out, block[b + 1], padding=1).add_(h).relu_()  # residual: relu(h + conv(out))
         return h
 
     # Fast paths of issue 11, measured by ``python -m benchmark.bench`` (one thread of a 2-core Xeon,
