@@ -46,10 +46,8 @@ def test_extra_iterations_reuse_the_last_position():
     torch.manual_seed(0)
     model = RecurrentConvNet(SPECS[1], width=4, depth=2, templates=2)
     x = _input(1)
-    block, recall = model.position_weights()
     h = model.initial_state(x)
-    h1 = model._iterate(x, h, 1, block, recall)
-    torch.testing.assert_close(model._iterate(x, h, 7, block, recall), h1)
+    torch.testing.assert_close(model.run(x, 1, state=h, start=7), model.run(x, 1, state=h, start=1))
 
 
 def test_recurrent_model_is_the_degenerate_setting_of_the_same_code():

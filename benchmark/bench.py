@@ -1,0 +1,404 @@
+"""``python -m benchmark.bench [--quick] [--out FILE.json] [--threads N]``: the suite's speed, measured.
+
+Side by side in one process, on the same data (compact 9x9 mazes, batch 50, for training;
+15x15 mazes for evaluation; width 32; 20 training iterations; alpha 0.01 as in the Deep Thinking
+maze recipe), for the suite's models (``recurrent``, ``shared`` k=2) and each fast path:
+
+- training: samples/s of full optimizer steps with the progressive loss
+  (``benchmark.train.progressive_loss`` and ``make_optimizer``, clipped as ``fit`` clips);
+- evaluation: samples/s of ``accuracy_per_iteration`` with every iteration 1..T scored (T=100);
+- peak memory of evaluation at two iteration counts on 33x33 mazes (CPU: the resident memory of
+  a fresh subprocess per setting, sampled every millisecond, and its growth during the
+  evaluation; CUDA: ``torch.cuda.max_memory_allocated``), to show that it does not grow with T.
+
+Each setting is warmed up once, then measured ``repeats`` times, settings interleaved within a
+repeat (A B C A B C) so machine noise hits all; the table gives medians and, for each setting,
+its ratio to the setting it is compared with (``versus``): the median of the per-repeat ratios, both
+measured in this run. The JSON
+holds every repeat, the ratios, the scale used and the machine (CPU model, cores, load, torch
+version, threads, device). ``--quick`` shrinks everything (width 8, a few samples and
+iterations) so that it finishes in seconds: a smoke test of the command, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmark.evaluate import accuracy_per_iteration
+from benchmark.fileio import write_json
+from benchmark.model import RecurrentConvNet
+from benchmark.train import make_optimizer, progressive_loss
+from benchmark.config import TrainConfig
+from tasks.base import Task
+from tasks.maze import MazeTask
+
+BASELINE = "recurrent, plain"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work one measurement does (the defaults: the issue-11 settings)."""
+
+    width: int = 32
+    train_size: int = 9
+    train_batch: int = 50
+    train_iters: int = 20
+    alpha: float = 0.01  # Deep Thinking's maze recipe; the full term then runs every step
+    train_steps: int = 1  # optimizer steps per measurement
+    eval_size: int = 15
+    eval_n: int = 32  # short measurements, many repeats: load that drifts hits every setting alike
+    eval_iters: int = 100
+    eval_batch: int = 32
+    memory_size: int = 33
+    memory_n: int = 8
+    memory_iters: tuple[int, int] = (100, 1000)
+    repeats: int = 7
+    compile: bool = True  # measure torch.compile (its first call compiles for tens of seconds)
+
+
+QUICK = Scale(width=8, train_batch=8, train_iters=3, eval_n=4, eval_iters=5, eval_batch=4, memory_size=15, memory_n=2,
+              memory_iters=(5, 50), repeats=2, compile=False)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: a model and the fast paths it runs with.
+
+    ``before``: the evaluator as it was before issue 11 (``torch.no_grad``, one host sync per
+    iteration: ``evaluate_before``); ``fuse_recall`` and ``channels_last``: the model's
+    attributes (``IteratedBlockNet``); ``compile``: ``use_compile``; ``eval_batch``: None for the
+    scale's. ``versus``: the row its ratios divide by.
+    """
+
+    name: str
+    model: str = "recurrent"
+    before: bool = False
+    fuse_recall: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    eval_batch: int | None = None
+    versus: str = BASELINE
+
+    def train_key(self) -> tuple:
+        """Settings that train identically share one training measurement."""
+        return self.model, self.fuse_recall, self.channels_last, self.compile
+
+
+def settings(scale: Scale) -> list[Setting]:
+    """The rows: each model plain, each fast path alone, and each model as it runs now.
+
+    Plain: the fast paths that can be switched off (fused recall, channels-last, the new
+    evaluator) off; the in-place activations of ``_iterate`` (the same sums: 1.05x evaluation,
+    1.06x training in an A/B of the two forms) are always on.
+    """
+    plain = dict(before=True, fuse_recall=False, channels_last=False)
+    rows = [
+        Setting(BASELINE, **plain),
+        Setting("shared k=2, plain", model="shared", **plain),
+        Setting("recurrent, fused recall only", **{**plain, "fuse_recall": True}),
+        Setting("recurrent, new evaluator only", **{**plain, "before": False}),
+        Setting("recurrent, channels-last only", **{**plain, "channels_last": True}),
+        Setting("recurrent, now"),
+        Setting("recurrent, now, eval batch / 4", eval_batch=max(1, scale.eval_batch // 4), versus="recurrent, now"),
+        Setting("shared k=2, now", model="shared", versus="shared k=2, plain"),
+    ]
+    if scale.compile:
+        rows.append(Setting("recurrent, now + compile", compile=True, versus="recurrent, now"))
+    return rows
+
+
+MEMORY_SETTINGS = (BASELINE, "recurrent, now")
+
+
+def build_model(task: Task, setting: Setting, scale: Scale, seed: int = 0) -> RecurrentConvNet:
+    """The setting's model, the same initial weights for the same model name."""
+    torch.manual_seed(seed)
+    model = RecurrentConvNet(task.spec, name=setting.model, width=scale.width, templates=None if setting.model == "recurrent" else 2)
+    model.fuse_recall, model.channels_last = setting.fuse_recall, setting.channels_last
+    model.use_compile(setting.compile)
+    return model
+
+
+@torch.no_grad()
+def evaluate_before(model: nn.Module, task: Task, data: torch.utils.data.TensorDataset, iters: int, batch_size: int,
+                    device: torch.device) -> list[float]:
+    """The evaluator as it was before issue 11 (no_grad, ``int(...)`` per iteration): the baseline."""
+    model.eval()
+    correct = torch.zeros(iters, dtype=torch.long)
+    inputs_all, targets_all = data.tensors
+    for lo in range(0, len(inputs_all), batch_size):
+        inputs = inputs_all[lo : lo + batch_size].to(device)
+        targets = targets_all[lo : lo + batch_size].to(device)
+        for t, logits in enumerate(model.iter_logits(inputs, iters)):
+            correct[t] += int(task.score(inputs, targets, logits.argmax(1)).sum())
+    return (correct.double() / max(1, len(inputs_all))).tolist()
+
+
+def run_evaluation(model: nn.Module, task: Task, data, iters: int, batch: int, setting: Setting, device: torch.device) -> list[float]:
+    if setting.before:
+        return evaluate_before(model, task, data, iters, batch, device)
+    return accuracy_per_iteration(model, task, data, iters, batch, device)
+
+
+class Trainer:
+    """Optimizer steps as ``benchmark.train.fit`` takes them, on a fixed list of batches."""
+
+    def __init__(self, model: nn.Module, task: Task, batches: list, scale: Scale, setting: Setting, device: torch.device):
+        self.model, self.task, self.batches, self.device = model, task, batches, device
+        self.cfg = TrainConfig(batch_size=scale.train_batch, lr=1e-3, weight_decay=2e-4, alpha=scale.alpha,
+                               iters=scale.train_iters, detach_extra=0, clip=1.0)
+        self.optimizer = make_optimizer(model, self.cfg)
+        self.generator = torch.Generator().manual_seed(0)
+        self.next = 0
+
+    def steps(self, n: int) -> int:
+        """Take ``n`` steps; the samples they trained on."""
+        self.model.train()
+        seen = 0
+        for _ in range(n):
+            inputs, targets = self.batches[self.next % len(self.batches)]
+            self.next += 1
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            loss, _ = progressive_loss(self.model, self.task, inputs, targets, self.cfg.iters, self.cfg.alpha, self.generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+            self.optimizer.step()
+            seen += len(inputs)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return seen
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_throughput(scale: Scale, rows: list[Setting], device: torch.device, log=print) -> dict[str, dict]:
+    """Median samples/s of training and evaluation per setting (all repeats kept)."""
+    task = MazeTask()
+    train_x, train_y = task.dataset(scale.train_size, scale.train_batch * 4, seed=0).tensors
+    batches = [(train_x[i : i + scale.train_batch], train_y[i : i + scale.train_batch]) for i in range(0, len(train_x), scale.train_batch)]
+    eval_data = task.dataset(scale.eval_size, scale.eval_n, seed=1)
+    models = {row.name: build_model(task, row, scale).to(device) for row in rows}
+    trainers: dict[tuple, Trainer] = {}
+    for row in rows:  # one trainer per distinct training setting; the first row with it owns it
+        trainers.setdefault(row.train_key(), Trainer(models[row.name], task, batches, scale, row, device))
+    results = {row.name: {"train_samples_per_s": [], "eval_samples_per_s": []} for row in rows}
+    log(f"warm-up of {len(rows)} settings ...")
+    for key, trainer in trainers.items():
+        trainer.steps(1)
+    for row in rows:
+        batch = row.eval_batch or scale.eval_batch
+        warm = torch.utils.data.TensorDataset(*(t[:batch] for t in eval_data.tensors))
+        run_evaluation(models[row.name], task, warm, 2, batch, row, device)
+    for r in range(scale.repeats):
+        log(f"repeat {r + 1}/{scale.repeats} ...")
+        done = set()
+        for row in rows:
+            key = row.train_key()
+            if key not in done:
+                trainer = trainers[key]
+                seconds = timed(lambda: trainer.steps(scale.train_steps))
+                results[row.name]["train_samples_per_s"].append(scale.train_steps * scale.train_batch / seconds)
+                done.add(key)
+            model, batch = models[row.name], row.eval_batch or scale.eval_batch
+            accuracy: list[float] = []
+            seconds = timed(lambda: accuracy.extend(run_evaluation(model, task, eval_data, scale.eval_iters, batch, row, device)))
+            results[row.name]["eval_samples_per_s"].append(scale.eval_n / seconds)
+            results[row.name]["eval_accuracy_final"] = accuracy[-1]
+    owner = {}
+    for row in rows:  # rows that train alike report the one measurement
+        owner.setdefault(row.train_key(), row.name)
+        results[row.name]["train_samples_per_s"] = results[owner[row.train_key()]]["train_samples_per_s"]
+        results[row.name]["train_measured_as"] = owner[row.train_key()]
+    return results
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux ``/proc/self/statm``)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _memory_probe(setting: Setting, scale: Scale, iters: int, device: str, threads: int) -> dict:
+    """Peak memory of one evaluation: on the CPU the resident memory, sampled every millisecond
+    by a thread in a fresh process (so no other setting's allocations linger), and its growth
+    over the memory held before the evaluation began (model, data, imports); on CUDA the
+    allocator's peak."""
+    torch.set_num_threads(threads)
+    device_t = torch.device(device)
+    task = MazeTask()
+    data = task.dataset(scale.memory_size, scale.memory_n, seed=1)
+    model = build_model(task, setting, scale).to(device_t)
+    if device_t.type == "cuda":
+        torch.cuda.synchronize(device_t)
+        before = torch.cuda.memory_allocated(device_t)
+        torch.cuda.reset_peak_memory_stats(device_t)
+        run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t)
+        peak = torch.cuda.max_memory_allocated(device_t)
+        return {"peak_mb": peak / 2**20, "growth_mb": (peak - before) / 2**20, "measure": "torch.cuda.max_memory_allocated"}
+    before = peak = _rss_bytes()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.001):
+            peak = max(peak, _rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t)
+    finally:
+        done.set()
+        sampler.join()
+    peak = max(peak, _rss_bytes())
+    return {"peak_mb": peak / 2**20, "growth_mb": (peak - before) / 2**20, "measure": "resident memory, sampled every ms"}
+
+
+def measure_memory(scale: Scale, rows: list[Setting], device: torch.device, threads: int, log=print) -> list[dict]:
+    """Peak evaluation memory of ``rows`` at each of ``scale.memory_iters``."""
+    out = []
+    for row in rows:
+        for iters in scale.memory_iters:
+            log(f"memory: {row.name}, T={iters} ...")
+            if device.type == "cuda":
+                probe = _memory_probe(row, scale, iters, str(device), threads)
+            else:
+                with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                    probe = pool.submit(_memory_probe, row, scale, iters, str(device), threads).result()
+            out.append({"setting": row.name, "size": scale.memory_size, "n": scale.memory_n, "iters": iters, **probe})
+    return out
+
+
+def ratios(results: dict[str, dict], rows: list[Setting]) -> dict[str, dict]:
+    """Each setting's throughputs over its ``versus`` row's: the median of the per-repeat ratios.
+
+    Paired by repeat (measured within seconds of each other), so load that drifts between
+    repeats cancels out; a ratio of the medians would carry it.
+    """
+    out = {}
+    for row in rows:
+        mine, base = results[row.name], results[row.versus]
+        out[row.name] = {"versus": row.versus, **{
+            key: statistics.median(a / b for a, b in zip(mine[key], base[key], strict=True))
+            for key in ("train_samples_per_s", "eval_samples_per_s")}}
+    return out
+
+
+def machine(threads: int, device: torch.device) -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "threads": threads, "device": str(device), "load_average_1min": os.getloadavg()[0]}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown tables."""
+    m, s = report["machine"], report["scale"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} thread(s), device {m['device']}"
+        + (f" ({m['gpu']})" if "gpu" in m else "") + f"; load average {m['load_average_1min']:.2f} before, "
+        f"{report['load_average_after']:.2f} after.",
+        f"Training: {s['train_size']}x{s['train_size']} mazes, batch {s['train_batch']}, width {s['width']}, "
+        f"{s['train_iters']} iterations, alpha {s['alpha']}. Evaluation: {s['eval_n']} {s['eval_size']}x{s['eval_size']} mazes, "
+        f"every iteration 1..{s['eval_iters']} scored, batch {s['eval_batch']}. Medians of {s['repeats']} interleaved repeats.",
+        "",
+        "| setting | training, samples/s | ratio | evaluation, samples/s | ratio | versus |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in report["results"].items():
+        q = report["ratios"][name]
+        lines.append(f"| {name} | {r['train_samples_per_s_median']:.2f} | {q['train_samples_per_s']:.2f}x | "
+                     f"{r['eval_samples_per_s_median']:.2f} | {q['eval_samples_per_s']:.2f}x | {q['versus']} |")
+    if report["memory"]:
+        lines += ["", "| setting | size | iterations | peak memory, MB | growth during evaluation, MB |", "|---|---|---|---|---|"]
+        for r in report["memory"]:
+            lines.append(f"| {r['setting']} | {r['size']}x{r['size']} | {r['iters']} | {r['peak_mb']:.1f} | {r['growth_mb']:.1f} |")
+    return "\n".join(lines)
+
+
+def bench(scale: Scale, device: torch.device, threads: int, log=print) -> dict:
+    """Run every measurement; the JSON-ready report."""
+    torch.set_num_threads(threads)
+    info = machine(threads, device)
+    rows = settings(scale)
+    results = measure_throughput(scale, rows, device, log)
+    for r in results.values():
+        for key in ("train_samples_per_s", "eval_samples_per_s"):
+            r[f"{key}_median"] = statistics.median(r[key])
+    memory = measure_memory(scale, [r for r in rows if r.name in MEMORY_SETTINGS], device, threads, log)
+    return {"machine": info, "load_average_after": os.getloadavg()[0], "scale": asdict(scale),
+            "settings": [asdict(r) for r in rows], "results": results, "ratios": ratios(results, rows), "memory": memory}
+
+
+class BenchError(ValueError):
+    """A user-caused error on the command line; its message is one sentence."""
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds, not a measurement")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here (default: only print)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as in issue 11)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--repeats", type=int, default=None, help="measurements per setting (default 3; --quick 2)")
+    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it compiles for minutes)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        raise BenchError(f"--threads must be a positive integer, got {args.threads}.")
+    if args.repeats is not None and args.repeats < 1:
+        raise BenchError(f"--repeats must be a positive integer, got {args.repeats}.")
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        raise BenchError(f"--device must be cpu, or cuda / cuda:N where CUDA is present, got {args.device!r}.")
+    if args.out is not None and (args.out.is_dir() or not args.out.absolute().parent.is_dir()):
+        raise BenchError(f"--out must name a file in an existing directory, got {str(args.out)!r}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    try:
+        args = parse(argv)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    scale = QUICK if args.quick else Scale()
+    if args.repeats is not None:
+        scale = replace(scale, repeats=args.repeats)
+    if args.no_compile:
+        scale = replace(scale, compile=False)
+    report = bench(scale, torch.device(args.device), args.threads, log=lambda m: print(m, file=sys.stderr, flush=True))
+    report["command"] = "python -m benchmark.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(markdown(report))
+    if args.out is not None:
+        write_json(args.out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
