@@ -96,6 +96,7 @@ class ModelConfig(BaselineModelConfig):
     _target_: str = "benchmark.model.RecurrentConvNet"
     depth: int = 1  # one block reused every iteration
     templates: Optional[int] = 2  # k templates mixed into the block convs; None: unshared convs
+    compile: bool = False  # torch.compile each iteration (falls back to eager with a warning); `python -m benchmark.bench` measures it
 
 
 def register_configs() -> None:

@@ -81,7 +81,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     assert cfg["task"] == {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
     assert cfg["size"] == {"train": 9, "test": [15], "n_train": 40000, "n_test": 1000}
     assert cfg["model"] == {"_target_": "benchmark.model.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
-                            "templates": 2, "recall": True}
+                            "templates": 2, "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "checkpoint_every": 200,
                             "loop_weight": 0.0}
