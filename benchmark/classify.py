@@ -173,12 +173,12 @@ def run(cfg: DictConfig) -> ClassificationResult:
     """
     check_run_settings(cfg)
     check_classification_config(cfg.size, cfg.train, cfg.eval)
-    apply_threads(cfg)
     resume_dir = check_resume(cfg)
     task = instantiate_user(cfg.task)
     if not isinstance(task, ImageTask):
         raise ConfigError(f"pipeline=classification needs an image task (cifar10, cifar100, digits), got {type(task).__name__}.")
     device = pick_device(cfg.device)
+    apply_threads(cfg)  # before the data is read and anything is computed
     splits = task.load()  # TaskError (one sentence) when the data is missing or not what it should be
     splits["train"] = _take(splits["train"], cfg.size.n_train, "size.n_train", task.name)
     splits["test"] = _take(splits["test"], cfg.size.n_test, "size.n_test", task.name)
