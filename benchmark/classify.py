@@ -41,7 +41,8 @@ from benchmark.classify_config import check_classification_config, size_label
 from benchmark.config import ConfigError, check_run_settings
 from benchmark.fileio import write_text
 from benchmark.results import BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
-from benchmark.run import INCOMPLETE_NOTE, build_model, instantiate_user, new_run_dir, pick_device, run_or_exit, seed_everything
+from benchmark.run import (INCOMPLETE_NOTE, apply_threads, build_model, instantiate_user, metrics_logger, new_run_dir, pick_device,
+                           run_or_exit, seed_everything)
 from benchmark.train import FiniteGuard
 from benchmark.train_state import (STATE_FILE, RunInterrupted, check_resume, mark_complete, mark_incomplete,
                                    read_train_state, restore_rng, save_train_state)
@@ -181,6 +182,7 @@ def run(cfg: DictConfig) -> ClassificationResult:
     if not isinstance(task, ImageTask):
         raise ConfigError(f"pipeline=classification needs an image task (cifar10, cifar100, digits), got {type(task).__name__}.")
     device = pick_device(cfg.device)
+    apply_threads(cfg)  # before the data is read and anything is computed
     splits = task.load()  # TaskError (one sentence) when the data is missing or not what it should be
     splits["train"] = _take(splits["train"], cfg.size.n_train, "size.n_train", task.name)
     splits["test"] = _take(splits["test"], cfg.size.n_test, "size.n_test", task.name)
@@ -236,6 +238,7 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
         train_s, trained_images = loop["train_s"], loop["trained_images"]
         print(f"resuming {run_dir} after epoch {done} (step {step})", flush=True)
     guard = FiniteGuard(device)
+    on_record = metrics_logger(cfg, run_dir, step if state is not None else None)  # logger=tensorboard: also there
     t_start = time.perf_counter() - (records[-1]["seconds"] if records else 0.0)
     for epoch in range(done + 1, cfg.train.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
@@ -254,6 +257,8 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
         record["seconds"] = time.perf_counter() - t_start
         records.append(record)
         write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+        if on_record is not None:
+            on_record(record)
         save_train_state(run_dir / STATE_FILE, step, model, optimizer, scheduler, generator,
                          loop=dict(epoch=epoch, records=records, train_s=train_s, trained_images=trained_images))
         if cfg.progress:

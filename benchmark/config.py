@@ -114,8 +114,9 @@ SEED_MAX = 2**32 - 1  # numpy's and torch's seeding both accept 0 .. 2**32 - 1
 # The keys of the root config (configs/config.yaml); anything else came from a typo or a removed
 # option (`+variant=...`) and would be silently ignored.
 ROOT_KEYS = ("task", "size", "model", "train", "eval", "pipeline", "seed", "device", "results_dir", "run_id", "cache_dir",
-             "progress", "resume")
+             "progress", "resume", "threads", "logger")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+LOGGERS = ("none", "tensorboard")  # where training curves go besides metrics.jsonl (always written)
 # A name that becomes one directory of a run's path: letters, digits and ._+=,- only, not
 # starting with a dot (so never '.', '..' or a hidden file), no separator.
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*")
@@ -158,9 +159,18 @@ def _check_writable_dir(key: str, value: Any) -> None:
     _require(os.access(existing, os.W_OK | os.X_OK), f"{key} {value} is not writable ({existing} refuses writes); give a writable directory.")
 
 
+def tensorboard_installed() -> bool:
+    """Whether ``torch.utils.tensorboard`` can be used (it needs the optional ``tensorboard`` package)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def check_run_settings(cfg: DictConfig) -> None:
     """The settings every pipeline shares (algorithmic or classification): the top-level keys,
-    seed, device, progress, the names that become path parts, and the output directories."""
+    seed, device, progress, threads, logger, the names that become path parts, and the output directories."""
     unknown = sorted(set(cfg) - {*ROOT_KEYS, "hydra"})
     _require(not unknown, f"the config has no key {unknown[0]!r} (a removed option or a typo?); its keys are {', '.join(ROOT_KEYS)}."
              if unknown else "")
@@ -170,6 +180,11 @@ def check_run_settings(cfg: DictConfig) -> None:
     _require(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}.")
     _require(cfg.get("resume") is None or (isinstance(cfg.resume, str) and cfg.resume != ""),
              f"resume must be the path of an interrupted run directory, got {cfg.get('resume')!r}.")
+    _require(cfg.get("threads") is None or (_is_int(cfg.threads) and cfg.threads >= 1),
+             f"threads must be an integer >= 1 or null (torch's default, or the cores shared out among parallel jobs), got {cfg.get('threads')!r}.")
+    _require(cfg.get("logger", "none") in LOGGERS, f"logger must be one of {', '.join(LOGGERS)}, got {cfg.get('logger')!r}.")
+    _require(cfg.get("logger", "none") != "tensorboard" or tensorboard_installed(),
+             "logger=tensorboard needs the tensorboard package (pip install 'algoreason[tensorboard]'); install it or use logger=none.")
     check_component("run_id", cfg.run_id)
     check_component("model.name", cfg.model.name)
     _check_writable_dir("results_dir", cfg.results_dir)

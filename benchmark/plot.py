@@ -84,6 +84,40 @@ def plot_classification_training(metrics: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def accuracy_vs_size_figure(frame: pd.DataFrame) -> plt.Figure:
+    """Accuracy against test size, one line per model, one panel per iteration budget.
+
+    ``frame``: long table (model, seed, size, train_size, budget, accuracy), e.g.
+    ``benchmark.report.budget_frame``; the panels follow the order the budgets first appear in.
+    A point is the mean over seeds, its bar spans min..max; the models are dodged sideways so
+    that bars at one size do not hide each other. Training sizes are marked on the axis.
+    """
+    budgets = list(dict.fromkeys(frame["budget"]))
+    models = sorted(frame["model"].unique())
+    # tab10 tells up to 10 models apart; beyond, evenly spaced hues. Markers tell them apart too.
+    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))))
+    markers = [MARKERS[i % len(MARKERS)] for i in range(len(models))]
+    sizes = sorted(frame["size"].unique())
+    train_sizes = set(frame["train_size"].unique())
+    fig, axes = plt.subplots(1, len(budgets), figsize=(4.2 * len(budgets) + 2.2, 3.9), squeeze=False, sharey=True)
+    for ax, budget in zip(axes[0], budgets):
+        sns.pointplot(data=frame[frame["budget"] == budget], x="size", y="accuracy", order=sizes, hue="model", hue_order=models,
+                      palette=palette, markers=markers, dodge=0.5 if len(models) > 1 else False, errorbar=("pi", 100),
+                      capsize=0.05, err_kws=dict(linewidth=1), markersize=5, linewidth=1.4, ax=ax, legend=ax is axes[0][-1])
+        ax.set_xticks(range(len(sizes)), [f"{s}\n(training)" if s in train_sizes else str(s) for s in sizes])
+        ax.set(title=budget, ylim=(-0.02, 1.02), xlabel="test size", ylabel="exact-match accuracy")
+    axes[0][-1].legend(title="model", bbox_to_anchor=(1.03, 1.0), loc="upper left", fontsize=8, title_fontsize=9, frameon=False)
+    return fig
+
+
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*", "<", ">"]
+
+
+def plot_accuracy_vs_size(frame: pd.DataFrame, path: Path) -> Path:
+    """``accuracy_vs_size_figure`` written to ``path``."""
+    return save_figure(accuracy_vs_size_figure(frame), path)
+
+
 def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | None = None) -> Path:
     """One heatmap per bank of its layer similarity matrix (values written in when it is small).
 

@@ -10,6 +10,10 @@ for puzzle runs:
                       steps to 90% and 99% training accuracy, parameters, folded accuracy
     summary.csv/.md   mean and standard deviation over seeds per model and test size
     curves.png        mean extrapolation curve per model (band: min..max over seeds), per test size
+    accuracy_vs_size.png  accuracy against test size per model, at three budgets: each run's best
+                      iteration, the training depth and the last iteration scored (eval.iters)
+    overthinking.csv/.md  per test size and model: the peak accuracy, its iteration, the accuracy
+                      at the last iteration and the drop from the peak (mean over seeds)
 
 and for classification runs (``python -m benchmark task=digits|cifar10|cifar100``), in files of
 their own, whatever else the folders hold:
@@ -37,7 +41,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from benchmark.fileio import write_atomic, write_text  # noqa: E402
-from benchmark.plot import read_metrics, save_figure  # noqa: E402
+from benchmark.plot import plot_accuracy_vs_size, read_metrics, save_figure  # noqa: E402
 from benchmark.results import (  # noqa: E402
     BankFoldResult,
     ClassificationResult,
@@ -153,6 +157,56 @@ def plot_curves(frame: pd.DataFrame, path: Path, train_iters: int | None = None)
     return save_figure(fig, path)
 
 
+def budget_frame(run_dirs: list[Path]) -> pd.DataFrame:
+    """Long table (model, seed, size, train_size, budget, iterations, accuracy): every run's accuracy
+    per test size at three budgets: its best iteration, the training depth and the last iteration
+    scored (eval.iters). A fixed budget's label names its iteration count when all runs share it."""
+    rows = []
+    for run_dir in run_dirs:
+        result, info = read_run(run_dir)
+        for size, s in result.summary.items():
+            common = dict(model=info.model, seed=info.seed, size=size, train_size=info.train_size)
+            rows += [dict(common, budget="at its best iteration", iterations=s.best_iter, accuracy=s.best),
+                     dict(common, budget="at the training depth", iterations=s.train_depth, accuracy=s.at_train_depth),
+                     dict(common, budget="at eval.iters", iterations=s.final_iter, accuracy=s.final)]
+    frame = pd.DataFrame(rows)
+    for budget in ("at the training depth", "at eval.iters"):
+        counts = frame.loc[frame["budget"] == budget, "iterations"].unique()
+        if len(counts) == 1:
+            frame.loc[frame["budget"] == budget, "budget"] = f"{budget} ({counts[0]} iterations)"
+    return frame
+
+
+def overthinking_table(run_dirs: list[Path]) -> pd.DataFrame:
+    """Per test size and model: the peak accuracy (mean, std over seeds), its iteration (median,
+    min, max), the last iteration scored, the accuracy there and the drop from the peak
+    (``SizeSummary.drop``; mean, std). A drop above 0: the model overthinks at that size."""
+    frame = pd.DataFrame([dict(size=size, model=info.model, seed=info.seed, peak=s.best, peak_iter=s.best_iter,
+                               last_iter=s.final_iter, last=s.final, drop=s.drop)
+                          for result, info in map(read_run, run_dirs) for size, s in result.summary.items()])
+    grouped = frame.groupby(["size", "model"])
+    table = grouped[["peak", "last", "drop"]].agg(["mean", "std"])
+    table.columns = [f"{m}_{stat}" for m, stat in table.columns]
+    table = table.assign(seeds=grouped["seed"].nunique(), peak_iter_median=grouped["peak_iter"].median(),
+                         peak_iter_min=grouped["peak_iter"].min(), peak_iter_max=grouped["peak_iter"].max(),
+                         last_iter=grouped["last_iter"].max())
+    return table.reset_index()[["size", "model", "seeds", "peak_mean", "peak_std", "peak_iter_median", "peak_iter_min",
+                                "peak_iter_max", "last_iter", "last_mean", "last_std", "drop_mean", "drop_std"]]
+
+
+def overthinking_markdown(table: pd.DataFrame) -> str:
+    def pct(mean: float, std: float) -> str:
+        return f"{100 * mean:.1f} ± {0 if pd.isna(std) else 100 * std:.1f}"
+
+    lines = ["| size | model | seeds | peak % | peak iteration: median (min..max) | last iteration | at last % "
+             "| drop from peak (points) |", "|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.size} | {r.model} | {r.seeds} | {pct(r.peak_mean, r.peak_std)} | {r.peak_iter_median:g} "
+                     f"({r.peak_iter_min}..{r.peak_iter_max}) | {r.last_iter} | {pct(r.last_mean, r.last_std)} | "
+                     f"{pct(r.drop_mean, r.drop_std)} |")
+    return "\n".join(lines)
+
+
 def report(folders: list[Path], out: Path) -> pd.DataFrame | None:
     """Write the puzzle runs' tables and plot to ``out``; returns their summary (None: only classification
     runs, which ``report_classification`` tabulates)."""
@@ -172,6 +226,10 @@ def report(folders: list[Path], out: Path) -> pd.DataFrame | None:
     write_text(out / "summary.md", markdown_table(summary) + "\n")
     train_iters = EvalResult.read(run_dirs[0] / "eval.json").train_iters
     plot_curves(curves_frame(run_dirs), out / "curves.png", train_iters)
+    plot_accuracy_vs_size(budget_frame(run_dirs), out / "accuracy_vs_size.png")
+    overthinking = overthinking_table(run_dirs)
+    write_atomic(out / "overthinking.csv", lambda handle: overthinking.to_csv(handle, index=False))
+    write_text(out / "overthinking.md", overthinking_markdown(overthinking) + "\n")
     return summary
 
 
@@ -268,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(err))
     if summary is not None:
         print(markdown_table(summary))
+        print("\noverthinking (peak accuracy against the last iteration scored):\n" + (out / "overthinking.md").read_text(), end="")
     if classification is not None:
         print(classification_markdown(classification))
 

@@ -78,6 +78,12 @@ class SizeSummary:
         return cls(train_depth=depth, at_train_depth=accuracy[depth - 1], best_iter=best + 1, best=accuracy[best],
                    final_iter=len(accuracy), final=accuracy[-1])
 
+    @property
+    def drop(self) -> float:
+        """Overthinking: how far accuracy fell from its peak (``best``) by the last iteration scored
+        (``final``); 0 when the last iteration is at the peak. Not stored: always derived."""
+        return self.best - self.final
+
 
 @dataclass(frozen=True)
 class Timing:

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shlex
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -52,6 +55,56 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"device {name!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s).")
     return device
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def job_threads(threads: int | None, launcher: DictConfig | None = None, multirun: bool = False,
+                cores: int | None = None) -> int | None:
+    """The CPU threads a job should use; None: leave torch's default (one per core).
+
+    ``threads``: the run's ``threads`` setting, which always wins. Otherwise, in a sweep
+    (``multirun``) whose ``launcher`` (Hydra's ``hydra.launcher`` node) runs jobs side by side on
+    this machine, the cores are shared out: the joblib launcher with ``n_jobs`` = N gives each job
+    max(1, cores // N) (N < 0 counts back from all cores, as joblib does: -1 is one job per core);
+    the submitit launchers with ``cpus_per_task`` set give each job that many (a SLURM job gets
+    those cores, however many the node has). Jobs that together ask for more threads than there
+    are cores run many times slower than one after the other.
+    """
+    if threads is not None:
+        return threads
+    if not multirun or launcher is None:
+        return None
+    cores = cores or available_cores()
+    if str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        n_jobs = launcher.get("n_jobs") or 1
+        jobs = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+        return max(1, cores // jobs)
+    if launcher.get("cpus_per_task") is not None:
+        return int(launcher.cpus_per_task)
+    return None
+
+
+def apply_threads(cfg: DictConfig) -> int:
+    """Set torch's intra- and inter-op threads as ``job_threads`` decides for this job; returns
+    the intra-op thread count the job now has. Called once the config is checked, before any work."""
+    launcher, multirun = None, False
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        launcher, multirun = hydra_cfg.launcher, hydra_cfg.mode == RunMode.MULTIRUN
+    threads = job_threads(cfg.get("threads"), launcher, multirun)
+    if threads is not None:
+        torch.set_num_threads(threads)
+        if torch.get_num_interop_threads() != threads:
+            try:
+                torch.set_num_interop_threads(threads)
+            except RuntimeError:  # torch allows it once per process, before any inter-op work (a reused worker)
+                log.debug("inter-op threads stay at %d", torch.get_num_interop_threads())
+        log.info("CPU threads: %d%s", threads, "" if cfg.get("threads") is not None else " (cores shared among the sweep's parallel jobs)")
+    return torch.get_num_threads()
 
 
 def instantiate_user(node: DictConfig, **kwargs: Any) -> Any:
@@ -104,6 +157,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class TensorBoardLog:
+    """``logger=tensorboard``: every number of each metrics record, as a TensorBoard scalar of the
+    same name at the record's ``step``, in ``<run dir>/tensorboard/`` (metrics.jsonl, written as
+    before, stays the source of truth; these event files are a view for TensorBoard users).
+
+    ``purge_step``: when a run resumes from a training state saved after step s, records after s
+    are logged again, so TensorBoard is told to hide what the interrupted process logged from
+    step s + 1 on. Each record is flushed at once; the writer closes when this object is dropped.
+    """
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter  # the optional tensorboard package: imported only when asked for
+
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        weakref.finalize(self, self.writer.close)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, global_step=record["step"])
+        self.writer.flush()
+
+
+def metrics_logger(cfg: DictConfig, run_dir: Path, resumed_step: int | None = None) -> Callable[[dict], None] | None:
+    """What a pipeline calls with each metrics record besides writing metrics.jsonl, as ``cfg.logger`` says
+    (None: nothing). ``resumed_step``: the step of the training state a resumed run continues from."""
+    if cfg.get("logger", "none") == "tensorboard":
+        return TensorBoardLog(run_dir / "tensorboard", None if resumed_step is None else resumed_step + 1)
+    return None
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What ``run`` returns: where the run wrote, its evaluation, and its fold (None: nothing to fold)."""
@@ -119,6 +203,7 @@ def run(cfg: DictConfig) -> RunResult:
     Everything a user can get wrong is checked before anything is generated or written.
     """
     check_config(cfg)  # the config alone, before anything is built
+    apply_threads(cfg)
     resume_dir = check_resume(cfg)
     task = build_task(cfg)
     device = pick_device(cfg.device)
@@ -171,7 +256,8 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
     if state is not None:
         print(f"resuming {run_dir} from step {state['step']}", flush=True)
     records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl", seed=cfg.seed,
-                  regulariser=regulariser, progress=cfg.progress, state_path=run_dir / STATE_FILE, resume=state)
+                  regulariser=regulariser, progress=cfg.progress, state_path=run_dir / STATE_FILE, resume=state,
+                  on_record=metrics_logger(cfg, run_dir, state["step"] if state is not None else None))
     train_s = time.perf_counter() - t0
     save_checkpoint(model, cfg, run_dir / "model.pt")
 

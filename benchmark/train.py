@@ -216,6 +216,7 @@ def fit(
     progress: bool = True,
     state_path: Path | None = None,
     resume: dict[str, Any] | None = None,
+    on_record: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Train ``model`` on ``data``; write one JSON line per logged step to ``metrics_path``.
 
@@ -227,7 +228,8 @@ def fit(
     ``cfg.checkpoint_every`` steps, at the end, and on Ctrl-C (then ``RunInterrupted`` is raised).
     ``resume``, a state read by ``read_train_state``, continues from its step: the weights, the
     metrics and every random draw are then those of an uninterrupted run. A NaN or infinite loss
-    raises ``NonFiniteLoss``; no state is saved after it.
+    raises ``NonFiniteLoss``; no state is saved after it. ``on_record`` is called with each record
+    once it is in metrics.jsonl (e.g. ``benchmark.run.TensorBoardLog``).
     """
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
@@ -312,6 +314,8 @@ def fit(
                                                      seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1)))
                         if metrics_path is not None:
                             write_text(metrics_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+                        if on_record is not None:
+                            on_record(records[-1])
                         bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", acc=f"{records[-1]['train_acc']:.3f}",
                                         sps=records[-1]["samples_per_s"])
                     if state_path is not None and (step == total or stop.requested

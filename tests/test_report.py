@@ -219,3 +219,60 @@ def test_report_reads_what_classification_runs_write(make_cfg, tmp_path):
         png.unlink()
     plot.main([str(run_dir)])
     assert sorted(p.name for p in run_dir.glob("*.png")) == ["lsm.png", "training.png"]
+
+
+# ---------------------------------------------------------------------------- accuracy against size, overthinking
+def test_overthinking_table_of_runs_with_known_answers(tmp_path):
+    """Size 8: seed 0 peaks at 100% (iteration 5) and ends at 50%, seed 1 peaks at 75% (iteration 3)
+    and ends at 25%: both drop 50 points. Size 6: 50% at iteration 1 and at the last (7): no drop."""
+    _known_run(tmp_path, 0, hold=5, final_train_acc=0.95, metrics=[(10, 0.5)])
+    _known_run(tmp_path, 1, hold=3, final_train_acc=0.85, metrics=[(10, 0.4)])
+    report.report([tmp_path], tmp_path / "out")
+    lines = (tmp_path / "out" / "overthinking.md").read_text().splitlines()
+    assert lines[0] == ("| size | model | seeds | peak % | peak iteration: median (min..max) | last iteration | at last % "
+                        "| drop from peak (points) |")
+    assert lines[2:] == [
+        "| 6 | stub | 2 | 50.0 ± 0.0 | 1 (1..1) | 7 | 50.0 ± 0.0 | 0.0 ± 0.0 |",
+        "| 8 | stub | 2 | 87.5 ± 17.7 | 4 (3..5) | 7 | 37.5 ± 17.7 | 50.0 ± 0.0 |",
+    ]
+    table = pd.read_csv(tmp_path / "out" / "overthinking.csv")
+    assert table.columns.tolist() == ["size", "model", "seeds", "peak_mean", "peak_std", "peak_iter_median", "peak_iter_min",
+                                      "peak_iter_max", "last_iter", "last_mean", "last_std", "drop_mean", "drop_std"]
+    assert table.loc[table["size"] == 8, ["peak_mean", "peak_iter_min", "peak_iter_max", "last_mean", "drop_mean"]].values.tolist() == [
+        [0.875, 3, 5, 0.375, 0.5]]
+
+
+def test_size_summary_drop_is_the_fall_from_the_peak():
+    from benchmark.results import SizeSummary
+
+    assert SizeSummary.of([0.2, 0.9, 0.6, 0.7], 2).drop == pytest.approx(0.2)
+    assert SizeSummary.of([0.2, 0.5, 0.9], 2).drop == 0.0
+
+
+def test_accuracy_against_size_at_three_budgets_with_known_answers(tmp_path):
+    """Each run at its best iteration, at the training depth (3) and at eval.iters (7), per size."""
+    _known_run(tmp_path, 0, hold=5, final_train_acc=0.95, metrics=[(10, 0.5)])
+    _known_run(tmp_path, 1, hold=3, final_train_acc=0.85, metrics=[(10, 0.4)])
+    run_dirs = report.find_runs([tmp_path])
+    frame = report.budget_frame(run_dirs)
+    cells = frame.pivot_table(index=["budget", "seed"], columns="size", values="accuracy")
+    assert cells.to_dict("index") == {
+        ("at eval.iters (7 iterations)", 0): {6: 0.5, 8: 0.5}, ("at eval.iters (7 iterations)", 1): {6: 0.5, 8: 0.25},
+        ("at its best iteration", 0): {6: 0.5, 8: 1.0}, ("at its best iteration", 1): {6: 0.5, 8: 0.75},
+        ("at the training depth (3 iterations)", 0): {6: 0.5, 8: 0.75}, ("at the training depth (3 iterations)", 1): {6: 0.5, 8: 0.75},
+    }
+    best = frame[frame["budget"] == "at its best iteration"].sort_values(["seed", "size"])
+    assert best["iterations"].tolist() == [1, 5, 1, 3]
+
+    # The figure: one panel per budget, in that order; one line per model through its means over seeds.
+    other = frame.assign(model="other", accuracy=frame["accuracy"] / 2)
+    fig = plot.accuracy_vs_size_figure(pd.concat([frame, other], ignore_index=True))
+    assert [ax.get_title() for ax in fig.axes] == ["at its best iteration", "at the training depth (3 iterations)",
+                                                  "at eval.iters (7 iterations)"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["6", "8\n(training)"]
+    means = [line for line in fig.axes[0].lines if len(line.get_ydata()) == 2]  # the lines through the means (bars: more points)
+    assert [list(line.get_ydata()) for line in means] == [[0.25, 0.4375], [0.5, 0.875]]  # models sorted: other, stub
+    assert means[0].get_color() != means[1].get_color()
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["other", "stub"]
+    report.report([tmp_path], tmp_path / "out")
+    assert (tmp_path / "out" / "accuracy_vs_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
