@@ -181,8 +181,22 @@ def format_table(result: EvalResult, title: str = "") -> str:
     return "\n".join(lines)
 
 
+def format_halting(result: EvalResult) -> str:
+    """Where samples settled, one row per test size: how many settled into a fixed point or a
+    2-cycle or never did, the median first iteration of a settled state, and the mean iterations run."""
+    header = f"{'size':>6} {'fixed':>6} {'2-cycle':>8} {'none':>6} {'median settled at':>18} {'mean iters run':>15}"
+    lines = [f"halting after {result.halt_after} settled iterations (of {result.iterations})", header, "-" * len(header)]
+    for size, record in (result.halting or {}).items():
+        settled = sorted(at for at in record.settled_at if at is not None)
+        median = f"{settled[len(settled) // 2]}" if settled else "-"
+        run = record.iterations_run(result.halt_after, result.iterations)
+        lines.append(f"{size:>6} {record.kind.count('fixed'):>6} {record.kind.count('2-cycle'):>8} {record.kind.count('none'):>6} "
+                     f"{median:>18} {sum(run) / len(run):>15.1f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m benchmark.evaluate RUN_DIR (--sizes S ... | --data FILE.npz) [--iters T] [--n N]``:
+    """``python -m benchmark.evaluate RUN_DIR (--sizes S ... | --data FILE.npz) [--iters T] [--n N] [--halt K]``:
     re-score a finished run's checkpoint (see ``benchmark.evaluate_cli``)."""
     from benchmark.evaluate_cli import main as cli_main  # imported late: the CLI imports this module
 

@@ -189,3 +189,28 @@ def test_halting_is_exact_on_random_schedules(schedule, k, iters, batch_size):
     assert settle_and_score(model, TASK, schedule_data(len(schedule)), iters, batch_size, CPU, halt_after=k) == (curve, halting)
     assert model.computed == sum(halting.iterations_run(k, iters))
     assert accuracy_per_iteration(ScheduleNet(schedule), TASK, schedule_data(len(schedule)), iters, batch_size, CPU) == curve
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_a_real_model_resumed_after_dropping_samples_gives_the_same_logits(channels_last):
+    """The evaluator drops settled samples by cutting the state down and resuming the unroll at
+    the same iteration: the samples kept see the logits of the uncut pass."""
+    from benchmark.evaluate import _Unroll
+    from benchmark.model import RecurrentConvNet
+    from tasks.maze import MazeTask
+
+    torch.manual_seed(0)
+    model = RecurrentConvNet(MazeTask().spec, width=8, depth=2).eval()
+    model.channels_last = channels_last
+    x = MazeTask().dataset(9, 5, seed=1).tensors[0]
+    with torch.inference_mode():
+        full = list(model.iter_logits(x, 6))
+        unroll, kept = _Unroll(model, x, 6, shrink=True), torch.arange(5)
+        for t in range(6):
+            logits = next(unroll)
+            torch.testing.assert_close(logits, full[t][kept], rtol=1e-5, atol=1e-6)
+            if t in (1, 3):  # drop samples after iterations 2 (positions change there: depth 2) and 4
+                keep = torch.tensor([0, 2]) if t == 1 else torch.tensor([1])
+                unroll.keep(keep)
+                kept = kept[keep]
+    assert kept.tolist() == [2]
