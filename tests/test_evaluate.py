@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,3 +215,14 @@ def test_a_real_model_resumed_after_dropping_samples_gives_the_same_logits(chann
                 unroll.keep(keep)
                 kept = kept[keep]
     assert kept.tolist() == [2]
+
+
+def test_a_run_with_eval_halt_after_records_where_its_test_samples_settled(make_cfg):
+    from benchmark.results import read_fold
+    from benchmark.run import run
+
+    results = run(make_cfg("task=prefix_sums", "size=train16_test64", "eval.halt_after=2", "eval.iters=8"))
+    evaluation = EvalResult.read(Path(results.run_dir) / "eval.json")
+    assert evaluation.halt_after == 2 and set(evaluation.halting) == set(evaluation.accuracy)
+    assert all(len(record.kind) == 16 for record in evaluation.halting.values())  # size.n_test samples each
+    assert read_fold(Path(results.run_dir) / "fold.json").evaluation.halt_after == 2  # the folded model halts too
