@@ -13,8 +13,8 @@ class _Unroll:
     """The logits ``(n, classes, *S)`` of a batch after iterations 1, 2, ... (``next``), of which
     ``keep(index)`` keeps only the samples at ``index`` from the next iteration on.
 
-    With ``shrink`` and a model that can resume from a state (``states(x, iters, state, start)``
-    and ``head``: every ``IteratedBlockNet``), dropped samples are no longer computed: the state
+    With ``shrink`` and a model that can resume from a state (``states(x, iters, state, start)``,
+    ``head`` and ``check_iters``: every ``IteratedBlockNet``), dropped samples are no longer computed: the state
     ``(n, w, *S)`` and input are cut down and the unroll resumes from them at the same iteration
     (the same iterations, hence the same logits, for the samples kept). Otherwise the one
     ``iter_logits`` pass runs on and the logits are cut down.
@@ -22,7 +22,9 @@ class _Unroll:
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, iters: int, shrink: bool) -> None:
         self.model, self.x, self.iters, self.t = model, x, iters, 0
-        self.resumable = shrink and hasattr(model, "states") and hasattr(model, "head")
+        self.resumable = shrink and all(hasattr(model, name) for name in ("states", "head", "check_iters"))
+        if self.resumable:
+            model.check_iters(iters)  # as iter_logits would: no more iterations than the model has weights for
         self.h: torch.Tensor | None = None  # (n, w, *S) the state after iteration t (resumable only)
         self.index: torch.Tensor | None = None  # (n,) the samples kept, into the batch (iter_logits only)
         self.steps = model.states(x, iters) if self.resumable else model.iter_logits(x, iters)

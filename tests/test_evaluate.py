@@ -72,6 +72,9 @@ class ScheduleNet(torch.nn.Module):
         self.kind, self.start, self.a_right, self.b_right = (torch.tensor(column) for column in zip(*schedule))
         self.computed = 0
 
+    def check_iters(self, iters: int) -> None:
+        pass  # any number
+
     def states(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0):
         h = torch.cat([x, torch.zeros_like(x)], 1) if state is None else state
         for t in range(start + 1, start + iters + 1):
