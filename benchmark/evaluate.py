@@ -64,8 +64,9 @@ def settle_and_score(
     stay on ``device``: one transfer at the end (and with halting one small sync per iteration,
     to learn whether any sample settled).
 
-    Halting: a sample whose prediction has been unchanged for k iterations (a fixed point) or has
-    alternated between two predictions for k iterations (a 2-cycle; ``benchmark.settling``) is
+    Halting: a sample whose answer (its prediction on the positions ``task.valid`` scores) has
+    been unchanged for k iterations (a fixed point) or has alternated between two answers for k
+    iterations (a 2-cycle; ``benchmark.settling``) is
     dropped from its batch, and the batch stops when none is left, so the cost follows where
     predictions settle, not ``iters``. At every later iteration u a dropped sample is scored by
     the state it would be in at u if it stayed settled: its fixed point, or for a 2-cycle the
@@ -88,6 +89,7 @@ def settle_and_score(
         inputs = inputs_all[lo : lo + batch_size].to(device)
         targets = targets_all[lo : lo + batch_size].to(device)
         ids = torch.arange(lo, lo + len(inputs), device=device)  # (b,) the running samples' indices in data
+        scored = task.valid(inputs) if halt_after > 0 else None  # (b, *S) the positions an answer is scored on
         unroll = _Unroll(model, inputs, iters, shrink=halt_after > 0)
         detector = SettleDetector(halt_after) if halt_after > 0 else None
         score = previous = None
@@ -97,7 +99,9 @@ def settle_and_score(
             correct[t - 1] += score.sum()
             if detector is None or t == iters:
                 continue
-            periods = detector.push(prediction)  # (b,)
+            # The answer, not the whole prediction, settles: unscored positions (maze walls) may
+            # flicker for ever after the scored ones have settled, and change no score.
+            periods = detector.push(torch.where(scored, prediction, 0))  # (b,)
             done = periods > 0
             if not bool(done.any()):  # the one host sync per iteration
                 continue
@@ -112,13 +116,13 @@ def settle_and_score(
             if len(keep) == 0:
                 break
             # The kept samples' scores at t become their previous ones at t + 1.
-            ids, inputs, targets, score = ids[keep], inputs[keep], targets[keep], score[keep]
+            ids, inputs, targets, scored, score = ids[keep], inputs[keep], targets[keep], scored[keep], score[keep]
             detector.keep(keep)
             unroll.keep(keep)
         else:
             right_at_end[ids] = score
             if detector is not None:  # settling confirmed at the very last iteration: nothing left to skip
-                periods = detector.push(prediction)
+                periods = detector.push(torch.where(scored, prediction, 0))
                 done = periods > 0
                 period[ids[done]] = periods[done]
                 settled_at[ids[done]] = iters - halt_after - (periods[done] - 1)

@@ -219,25 +219,32 @@ def run(argv: list[str] | None = None) -> dict:
 def compare_halting(model: torch.nn.Module, task: Task, test_sets: dict[int, torch.utils.data.TensorDataset], iters: int,
                     train_iters: int, batch_size: int, device: torch.device, halt_after: int) -> EvalResult:
     """``evaluate`` with halting, each size timed against the same samples evaluated without
-    halting just before it in this process; prints one row per size and returns the halting result."""
+    halting just before it in this process; prints one row per size and returns the halting result.
+
+    Both the wall-clock time and this process's CPU time are measured: on a shared machine the
+    CPU-time ratio is the steadier one (other jobs stretch wall time, not this process's CPU
+    time); on a GPU only the wall time counts.
+    """
     rows, halted = [], []
-    header = (f"{'size':>6} {'without s':>10} {'with s':>8} {'ratio':>6} {'mean iters run':>15} "
+    header = (f"{'size':>6} {'without s':>10} {'with s':>8} {'ratio':>6} {'CPU ratio':>10} {'mean iters run':>15} "
               f"{'acc@T without':>14} {'acc@T with':>11} {'curves':>8}")
     for size, data in test_sets.items():
         timed = []
         for k in (0, halt_after):
-            start = time.perf_counter()
-            timed.append((evaluate(model, task, {size: data}, iters, train_iters, batch_size, device, k), time.perf_counter() - start))
-        (plain, t_plain), (halt, t_halt) = timed
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = evaluate(model, task, {size: data}, iters, train_iters, batch_size, device, k)
+            timed.append((result, time.perf_counter() - wall, time.process_time() - cpu))
+        (plain, wall_plain, cpu_plain), (halt, wall_halt, cpu_halt) = timed
         run = halt.halting[size].iterations_run(halt_after, halt.iterations)
         differ = max(abs(a - b) for a, b in zip(plain.accuracy[size], halt.accuracy[size]))
-        rows.append(f"{size:>6} {t_plain:>10.2f} {t_halt:>8.2f} {t_plain / t_halt:>5.2f}x {sum(run) / len(run):>15.1f} "
+        rows.append(f"{size:>6} {wall_plain:>10.2f} {wall_halt:>8.2f} {wall_plain / wall_halt:>5.2f}x "
+                    f"{cpu_plain / max(cpu_halt, 1e-9):>9.2f}x {sum(run) / len(run):>15.1f} "
                     f"{plain.accuracy[size][-1]:>14.2%} {halt.accuracy[size][-1]:>11.2%} "
                     f"{'equal' if differ == 0 else f'{differ:.1%}':>8}")
+        print(rows[-1] if len(rows) > 1 else "\n".join([header, "-" * len(header), rows[-1]]), flush=True)
         halted.append(halt)
-    print(f"time without / with halting after {halt_after} (the same samples, one after the other; T = {halted[0].iterations}; "
+    print(f"(time without / with halting after {halt_after}: the same samples, one after the other, T = {halted[0].iterations}; "
           f"curves: equal at every iteration, or the largest difference)")
-    print("\n".join([header, "-" * len(header), *rows]))
     return replace(halted[0], accuracy={s: r.accuracy[s] for r in halted for s in r.accuracy},
                    halting={s: r.halting[s] for r in halted for s in r.halting})
 

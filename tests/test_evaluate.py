@@ -50,8 +50,9 @@ def test_a_fixed_depth_model_is_scored_up_to_its_depth_only():
 # before ``start``, then a fixed point (right or wrong), or a 2-cycle of two states (either, or
 # neither, right), or never settling (a 3-cycle). Inputs are 24-bit prefix-sums strings whose
 # first 8 bits name the sample; the prediction is the answer with a code XORed onto bits 8..23.
+# Bits 24..26 change at every iteration but are not scored (``SCORED``), as maze walls are not.
 NEVER, FIXED, CYCLE = 0, 1, 2
-ID_BITS, CODE_BITS = 8, 16
+ID_BITS, CODE_BITS, NOISE_BITS = 8, 16, 3
 C_FIXED, C_A, C_B = 1 << 12, 1 << 13, 1 << 14  # wrong settled states; pre-settling codes are t < 2^12
 
 
@@ -97,7 +98,8 @@ class ScheduleNet(torch.nn.Module):
         settled = torch.where(in_a, a, b)
         code = torch.where(kind == NEVER, t % 3 + 1, torch.where(t < start, t, settled))  # (N,)
         prediction = bits.cumsum(1) % 2
-        prediction[:, ID_BITS:] ^= _code_bits(code)
+        prediction[:, ID_BITS:ID_BITS + CODE_BITS] ^= _code_bits(code)
+        prediction[:, ID_BITS + CODE_BITS:] ^= _code_bits(torch.full_like(code, t % 5 + 1))[:, :NOISE_BITS]
         return F.one_hot(prediction, 2).permute(0, 2, 1).float()  # logits (N, 2, L)
 
 
@@ -114,9 +116,21 @@ class LogitsOnly(torch.nn.Module):
         return self.net.iter_logits(x, iters)
 
 
+class FirstBitsScored(type(TASK)):
+    """Prefix sums scored on the sample's id and code bits only (the noise bits are not)."""
+
+    def valid(self, inputs: torch.Tensor) -> torch.Tensor:
+        valid = super().valid(inputs).clone()
+        valid[:, ID_BITS + CODE_BITS:] = False
+        return valid
+
+
+SCORED = FirstBitsScored()
+
+
 def schedule_data(n: int) -> torch.utils.data.TensorDataset:
     ids = torch.arange(n)
-    bits = torch.cat([(ids[:, None] >> torch.arange(ID_BITS)) & 1, torch.zeros(n, CODE_BITS, dtype=torch.long)], 1)
+    bits = torch.cat([(ids[:, None] >> torch.arange(ID_BITS)) & 1, torch.zeros(n, CODE_BITS + NOISE_BITS, dtype=torch.long)], 1)
     return torch.utils.data.TensorDataset(bits[:, None].float() - 0.5, bits.cumsum(1) % 2)
 
 
@@ -149,11 +163,11 @@ def test_halting_reproduces_every_iteration_and_says_where_each_sample_settled(b
     data = schedule_data(len(SCHEDULE))
 
     plain = ScheduleNet(SCHEDULE)
-    assert accuracy_per_iteration(plain, TASK, data, iters, batch_size, CPU) == curve
+    assert accuracy_per_iteration(plain, SCORED, data, iters, batch_size, CPU) == curve
     assert plain.computed == len(SCHEDULE) * iters
 
     for model in (ScheduleNet(SCHEDULE), LogitsOnly(ScheduleNet(SCHEDULE))):
-        got, record = settle_and_score(model, TASK, data, iters, batch_size, CPU, halt_after=k)
+        got, record = settle_and_score(model, SCORED, data, iters, batch_size, CPU, halt_after=k)
         assert got == curve and record == halting
     # Through iter_logits alone a batch runs on until its last sample has settled.
     run = halting.iterations_run(k, iters)
@@ -161,15 +175,19 @@ def test_halting_reproduces_every_iteration_and_says_where_each_sample_settled(b
     assert model.net.computed == sum(len(b) * max(b) for b in batches)
     # A model that resumes from a state drops settled samples: each ran only to where its settling was confirmed.
     halted = ScheduleNet(SCHEDULE)
-    settle_and_score(halted, TASK, data, iters, batch_size, CPU, halt_after=k)
+    settle_and_score(halted, SCORED, data, iters, batch_size, CPU, halt_after=k)
     assert halted.computed == sum(run) == (1 + 3) + (4 + 3) + (6 + 3) + (2 + 4) + (3 + 4) + (5 + 4) + 3 * 11
+
+    # Only the scored answer settles: were the flickering noise bits scored, nothing would.
+    _, everything = settle_and_score(ScheduleNet(SCHEDULE), TASK, data, iters, batch_size, CPU, halt_after=k)
+    assert everything.kind == ("none",) * len(SCHEDULE)
 
 
 def test_evaluate_with_halting_writes_and_reads_where_samples_settled(tmp_path):
     k, iters = 2, 9
     test_sets = {24: schedule_data(len(SCHEDULE))}
-    result = evaluate(ScheduleNet(SCHEDULE), TASK, test_sets, iters, 3, 4, CPU, halt_after=k)
-    assert result.accuracy == evaluate(ScheduleNet(SCHEDULE), TASK, test_sets, iters, 3, 4, CPU).accuracy
+    result = evaluate(ScheduleNet(SCHEDULE), SCORED, test_sets, iters, 3, 4, CPU, halt_after=k)
+    assert result.accuracy == evaluate(ScheduleNet(SCHEDULE), SCORED, test_sets, iters, 3, 4, CPU).accuracy
     assert result.halt_after == k and result.halting == {24: expected(SCHEDULE, k, iters)[1]}
     result.write(tmp_path / "e.json")
     assert EvalResult.read(tmp_path / "e.json") == result
@@ -179,7 +197,7 @@ def test_evaluate_with_halting_writes_and_reads_where_samples_settled(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(ResultFormatError, match="halting record"):
         EvalResult.read(tmp_path / "bad.json")
-    assert "halting" not in evaluate(ScheduleNet(SCHEDULE), TASK, test_sets, iters, 3, 4, CPU).to_json()
+    assert "halting" not in evaluate(ScheduleNet(SCHEDULE), SCORED, test_sets, iters, 3, 4, CPU).to_json()
 
 
 @settings(max_examples=60, deadline=None)
@@ -190,9 +208,9 @@ def test_evaluate_with_halting_writes_and_reads_where_samples_settled(tmp_path):
 def test_halting_is_exact_on_random_schedules(schedule, k, iters, batch_size):
     curve, halting = expected(schedule, k, iters)
     model = ScheduleNet(schedule)
-    assert settle_and_score(model, TASK, schedule_data(len(schedule)), iters, batch_size, CPU, halt_after=k) == (curve, halting)
+    assert settle_and_score(model, SCORED, schedule_data(len(schedule)), iters, batch_size, CPU, halt_after=k) == (curve, halting)
     assert model.computed == sum(halting.iterations_run(k, iters))
-    assert accuracy_per_iteration(ScheduleNet(schedule), TASK, schedule_data(len(schedule)), iters, batch_size, CPU) == curve
+    assert accuracy_per_iteration(ScheduleNet(schedule), SCORED, schedule_data(len(schedule)), iters, batch_size, CPU) == curve
 
 
 @pytest.mark.parametrize("channels_last", [True, False])

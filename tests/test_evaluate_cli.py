@@ -106,8 +106,8 @@ def test_halting_writes_where_samples_settled_compares_the_time_and_draws_the_hi
         run = halting.iterations_run(2, 12)
         assert max(run) < 12  # every sample stopped early
         row = next(line.split() for line in out.splitlines() if line.split()[:1] == [str(size)] and "x" in line)
-        assert row[3].endswith("x") and row[-1] == "equal" and row[4] == f"{sum(run) / len(run):.1f}"
-    assert "time without / with halting after 2" in out and "median settled at" in out
+        assert row[3].endswith("x") and row[4].endswith("x") and row[-1] == "equal" and row[5] == f"{sum(run) / len(run):.1f}"
+    assert "(time without / with halting after 2" in out and "median settled at" in out
     assert f"written {tmp_path / 'settling.png'}" in out and (tmp_path / "settling.png").read_bytes()[:4] == b"\x89PNG"
 
     # Halting is off by default: the file and its name are what they always were.
