@@ -190,7 +190,6 @@ def main(argv: list[str] | None = None) -> None:
             print(path)
 
 
-
 def plot_settling(result: EvalResult, path: Path) -> Path:
     """Histogram of the iterations at which samples settled (``EvalResult.halting``), one
     outlined histogram per test size on shared bins; the legend counts each size's fixed
@@ -209,6 +208,7 @@ def plot_settling(result: EvalResult, path: Path) -> Path:
     if result.reevaluation is not None:
         title = f"{result.reevaluation.task} / {result.reevaluation.model}: " + title
     ax.set(xlabel="first iteration of the settled state", ylabel="samples")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # counts of samples
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
