@@ -4,7 +4,7 @@
 
 Each frame shows one test-time iteration: the input, the prediction after that iteration (every
 scored position coloured by whether it is right) and the target, with the iteration number in the
-title. The frames stop where the prediction has *settled* (see ``settle_point``) or at ``--iters``.
+title. The frames stop where the prediction has *settled* (``benchmark.settling``) or at ``--iters``.
 
 The puzzle is test sample ``--index`` of the given size, made from the run's task and test seed
 exactly as ``python -m benchmark.evaluate RUN_DIR --sizes SIZE`` makes its test set, so sample i
@@ -37,6 +37,7 @@ from PIL import Image  # noqa: E402  (pillow comes with matplotlib)
 from benchmark.config import ConfigError, data_seeds  # noqa: E402
 from benchmark.evaluate_cli import _Parser, load_run  # noqa: E402
 from benchmark.fileio import atomic_path  # noqa: E402
+from benchmark.settling import SettleDetector, Settling, settle_point  # noqa: E402,F401  (settle_point: re-exported)
 from tasks.base import Task, TaskError  # noqa: E402
 from tasks.shortest_path import ShortestPathTask  # noqa: E402
 
@@ -56,75 +57,18 @@ WRONG_COLOURS = (MISSING, EXTRA)
 
 
 # ---------------------------------------------------------------------------- settling
-@dataclass(frozen=True)
-class Settling:
-    """Where a sequence of predictions settled: the first iteration (1-based) of the state it
-    stayed in and that state's period (1: a fixed point, 2: a 2-cycle); both None if it never did."""
-
-    iteration: int | None = None
-    period: int | None = None
-
-    def frames(self, iters: int) -> int:
-        """How many iterations to show: up to the settled state (both states of a 2-cycle), else all."""
-        return iters if self.iteration is None else self.iteration + self.period - 1
-
-    def describe(self) -> str:
-        if self.iteration is None:
-            return "not settled"
-        kind = "a fixed point" if self.period == 1 else "a 2-cycle"
-        return f"settled into {kind} at iteration {self.iteration}"
-
-
-class SettleTracker:
-    """Feed predictions of iterations 1, 2, ... one at a time; ``push`` returns the ``Settling`` once
-    the prediction has been unchanged for ``k`` consecutive iterations (p_t == p_{t-1}, k times in
-    a row) or has alternated between two states for ``k`` consecutive iterations (p_t == p_{t-2}
-    != p_{t-1}, k times in a row), else None. Keeps only the last two predictions."""
-
-    def __init__(self, k: int) -> None:
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}.")
-        self.k, self.t = k, 0
-        self.prev: np.ndarray | None = None
-        self.prev2: np.ndarray | None = None
-        self.fixed = self.cycle = 0  # lengths of the current runs of repeats / alternations
-
-    def push(self, prediction: np.ndarray) -> Settling | None:
-        self.t += 1
-        if self.prev is not None and np.array_equal(prediction, self.prev):
-            self.fixed, self.cycle = self.fixed + 1, 0
-        else:
-            alternates = self.prev2 is not None and np.array_equal(prediction, self.prev2)
-            self.fixed, self.cycle = 0, self.cycle + 1 if alternates else 0
-        self.prev2, self.prev = self.prev, prediction
-        if self.fixed >= self.k:  # p_{t-k} == ... == p_t
-            return Settling(self.t - self.k, 1)
-        if self.cycle >= self.k:  # p_{t-k-1}, p_{t-k} alternate up to p_t
-            return Settling(self.t - self.k - 1, 2)
-        return None
-
-
-def settle_point(predictions: Iterable[np.ndarray], k: int) -> Settling:
-    """Where ``predictions`` (those of iterations 1, 2, ...) settled: see ``SettleTracker``."""
-    tracker = SettleTracker(k)
-    for prediction in predictions:
-        settled = tracker.push(prediction)
-        if settled is not None:
-            return settled
-    return Settling()
-
-
 def predictions(model: torch.nn.Module, inputs: torch.Tensor, iters: int, k: int) -> tuple[list[np.ndarray], Settling]:
     """The arg-max predictions ``(*S)`` of one input ``(1, C, *S)`` after iterations 1..n and where
     they settled; the unrolled pass stops as soon as they have (n <= ``iters``)."""
-    tracker, preds, settled = SettleTracker(k), [], Settling()
+    detector, preds = SettleDetector(k), []
     with torch.no_grad():
         for logits in model.iter_logits(inputs, iters):  # (1, classes, *S)
-            preds.append(logits.argmax(dim=1)[0].cpu().numpy())
-            settled = tracker.push(preds[-1]) or settled
-            if settled.iteration is not None:
-                break
-    return preds, settled
+            prediction = logits.argmax(dim=1)  # (1, *S)
+            preds.append(prediction[0].cpu().numpy())
+            period = int(detector.push(prediction)[0])
+            if period:
+                return preds, Settling(detector.first_iteration(period), period)
+    return preds, Settling()
 
 
 # ---------------------------------------------------------------------------- pictures

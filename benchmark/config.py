@@ -76,6 +76,9 @@ class EvalConfig:
     iters: int = 100  # 5x the training iterations: 15x15 mazes peak around iteration 80
     batch_size: int = 256
     fold_threshold: float = 0.99  # |cos| above which neighbouring layers fold into one loop
+    # Stop a sample once its prediction has been a fixed point or a 2-cycle for this many
+    # iterations (benchmark.evaluate.settle_and_score); 0: never, every sample runs all iters.
+    halt_after: int = 0
 
 
 @dataclass
@@ -226,6 +229,7 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     _require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
     _require(_is_number(evaluation.fold_threshold) and 0.0 < evaluation.fold_threshold <= 1.0,
              f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")
+    _require(evaluation.halt_after >= 0, f"eval.halt_after must be an integer >= 0 (0: no halting), got {evaluation.halt_after}.")
     _require(model_cfg.width >= 2, f"model.width must be an integer >= 2, got {model_cfg.width}.")
     templates = model_cfg.get("templates")
     _require(templates is None or templates >= 1, f"model.templates must be an integer >= 1 or null (unshared), got {templates}.")

@@ -2,6 +2,7 @@
 
     python -m benchmark.evaluate RUN_DIR --sizes 33 59 --iters 300 --n 200
     python -m benchmark.evaluate RUN_DIR --data mazes.npz --iters 300
+    python -m benchmark.evaluate RUN_DIR --sizes 33 59 --iters 1000 --halt 20 [--compare-halting] [--histogram FILE.png]
 
 ``--sizes`` regenerates test sets of the run's task (its first ``n`` samples are the run's own
 test samples); ``--data`` scores an external ``.npz`` file holding exactly the arrays ``inputs``
@@ -9,6 +10,12 @@ test samples); ``--data`` scores an external ``.npz`` file holding exactly the a
 from another generator. Either writes the per-iteration table and JSON of ``eval.json`` into
 the run directory, under a name holding every setting that changes the numbers, so reruns with
 other settings never overwrite each other.
+
+``--halt K`` stops each sample once its prediction has been a fixed point or a 2-cycle for K
+iterations (``benchmark.evaluate.settle_and_score``) and writes where each sample settled into
+the JSON. ``--compare-halting`` also evaluates every size without halting, one after the other
+in this process, and prints the time each took, their ratio and whether the accuracy curves
+agree; ``--histogram FILE.png`` draws the settling iterations per size.
 
 Every check runs before anything is computed or written; a user error ends with one sentence
 on stderr and exit status 2. Nothing read from the run directory chooses code: the checkpoint
@@ -21,6 +28,7 @@ import argparse
 import hashlib
 import re
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -32,8 +40,8 @@ import yaml
 from benchmark import registry
 from benchmark.checkpoint import Checkpoint, load_checkpoint
 from benchmark.config import ConfigError, data_seeds
-from benchmark.evaluate import evaluate, format_table
-from benchmark.results import DataSource, Reevaluation
+from benchmark.evaluate import evaluate, format_halting, format_table
+from benchmark.results import DataSource, EvalResult, Reevaluation
 from tasks.base import Task, TaskError
 
 
@@ -52,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--iters", type=int, default=100, help="test-time iterations (all of 1..iters are scored)")
     parser.add_argument("--n", type=int, default=1000, help="test samples per size (with --sizes)")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--halt", type=int, default=0, metavar="K",
+                        help="stop a sample once its prediction is unchanged (or a 2-cycle) for K iterations (0: never)")
+    parser.add_argument("--compare-halting", action="store_true",
+                        help="with --halt: also evaluate without halting and print the time of each and their ratio")
+    parser.add_argument("--histogram", type=Path, default=None, metavar="FILE.png",
+                        help="with --halt: a histogram of the settling iterations per size")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
     return parser
 
@@ -154,6 +168,12 @@ def run(argv: list[str] | None = None) -> dict:
     for flag, value in (("--iters", args.iters), ("--n", args.n), ("--batch-size", args.batch_size)):
         if value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")
+    if args.halt < 0:
+        raise ConfigError(f"--halt must be an integer >= 0 (0: no halting), got {args.halt}.")
+    if args.halt == 0 and (args.compare_halting or args.histogram is not None):
+        raise ConfigError("--compare-halting and --histogram need halting: give --halt K with K >= 1.")
+    if args.histogram is not None and (args.histogram.suffix.lower() != ".png" or not args.histogram.parent.is_dir()):
+        raise ConfigError(f"--histogram must name a .png file in an existing directory, got {args.histogram}.")
     model, ckpt, cfg, device = load_run(args.run_dir, args.device)
     task = ckpt.task
 
@@ -174,14 +194,59 @@ def run(argv: list[str] | None = None) -> dict:
         name = f"eval_sizes{'-'.join(map(str, sizes))}_iters{args.iters}_n{args.n}.json"
         title = f"{args.run_dir} ({args.n} samples per size)"
 
-    results = evaluate(model.to(device), task, test_sets, args.iters, cfg["train"]["iters"], args.batch_size, device)
+    if args.halt:
+        name = name.removesuffix(".json") + f"_halt{args.halt}.json"
+    model = model.to(device)
+    if args.compare_halting:
+        results = compare_halting(model, task, test_sets, args.iters, cfg["train"]["iters"], args.batch_size, device, args.halt)
+    else:
+        results = evaluate(model, task, test_sets, args.iters, cfg["train"]["iters"], args.batch_size, device, args.halt)
     source = None if args.data is None else DataSource(file=str(args.data), sha256=digest, samples=len(test_sets[size]))
     results = replace(results, reevaluation=Reevaluation(
         task=ckpt.task_name, model=ckpt.model_args.get("name", ckpt.model_name), data=source))
     results.write(args.run_dir / name)
     print(format_table(results, title=title))
+    if results.halting is not None:
+        print(format_halting(results))
     print(f"written {args.run_dir / name}")
+    if args.histogram is not None:
+        from benchmark.plot import plot_settling  # imported late: matplotlib only when drawing
+
+        print(f"written {plot_settling(results, args.histogram)}")
     return results
+
+
+def compare_halting(model: torch.nn.Module, task: Task, test_sets: dict[int, torch.utils.data.TensorDataset], iters: int,
+                    train_iters: int, batch_size: int, device: torch.device, halt_after: int) -> EvalResult:
+    """``evaluate`` with halting, each size timed against the same samples evaluated without
+    halting just before it in this process; prints one row per size and returns the halting result.
+
+    Both the wall-clock time and this process's CPU time are measured: on a shared machine the
+    CPU-time ratio is the steadier one (other jobs stretch wall time, not this process's CPU
+    time); on a GPU only the wall time counts.
+    """
+    rows, halted = [], []
+    header = (f"{'size':>6} {'without s':>10} {'with s':>8} {'ratio':>6} {'CPU ratio':>10} {'mean iters run':>15} "
+              f"{'acc@T without':>14} {'acc@T with':>11} {'curves':>8}")
+    for size, data in test_sets.items():
+        timed = []
+        for k in (0, halt_after):
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = evaluate(model, task, {size: data}, iters, train_iters, batch_size, device, k)
+            timed.append((result, time.perf_counter() - wall, time.process_time() - cpu))
+        (plain, wall_plain, cpu_plain), (halt, wall_halt, cpu_halt) = timed
+        run = halt.halting[size].iterations_run(halt_after, halt.iterations)
+        differ = max(abs(a - b) for a, b in zip(plain.accuracy[size], halt.accuracy[size]))
+        rows.append(f"{size:>6} {wall_plain:>10.2f} {wall_halt:>8.2f} {wall_plain / wall_halt:>5.2f}x "
+                    f"{cpu_plain / max(cpu_halt, 1e-9):>9.2f}x {sum(run) / len(run):>15.1f} "
+                    f"{plain.accuracy[size][-1]:>14.2%} {halt.accuracy[size][-1]:>11.2%} "
+                    f"{'equal' if differ == 0 else f'{differ:.1%}':>8}")
+        print(rows[-1] if len(rows) > 1 else "\n".join([header, "-" * len(header), rows[-1]]), flush=True)
+        halted.append(halt)
+    print(f"(time without / with halting after {halt_after}: the same samples, one after the other, T = {halted[0].iterations}; "
+          f"curves: equal at every iteration, or the largest difference)")
+    return replace(halted[0], accuracy={s: r.accuracy[s] for r in halted for s in r.accuracy},
+                   halting={s: r.halting[s] for r in halted for s in r.halting})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -190,5 +190,28 @@ def main(argv: list[str] | None = None) -> None:
             print(path)
 
 
+def plot_settling(result: EvalResult, path: Path) -> Path:
+    """Histogram of the iterations at which samples settled (``EvalResult.halting``), one
+    outlined histogram per test size on shared bins; the legend counts each size's fixed
+    points, 2-cycles and samples that never settled (not drawn: they have no iteration)."""
+    frame = pd.DataFrame([dict(size=size, iteration=at) for size, record in (result.halting or {}).items()
+                          for at in record.settled_at if at is not None])
+    labels = {size: f"{size}: {r.kind.count('fixed')} fixed, {r.kind.count('2-cycle')} 2-cycle, {r.kind.count('none')} never"
+              for size, r in (result.halting or {}).items()}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if not frame.empty:
+        frame["size"] = frame["size"].map(labels)
+        sns.histplot(data=frame, x="iteration", hue="size", hue_order=[labels[s] for s in labels if labels[s] in set(frame["size"])],
+                     element="step", fill=True, alpha=0.25, common_bins=True, bins=30, palette="viridis", ax=ax)
+        ax.get_legend().set_title("test size: samples")
+    title = f"where predictions settled (stopped after {result.halt_after} settled iterations, at most {result.iterations})"
+    if result.reevaluation is not None:
+        title = f"{result.reevaluation.task} / {result.reevaluation.model}: " + title
+    ax.set(xlabel="first iteration of the settled state", ylabel="samples")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # counts of samples
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """Typed results that cross modules, and the only place that knows their JSON key names.
 
     eval.json   EvalResult: accuracy[size][iteration], its per-size summary, and (for a run's own
-                evaluation) RunInfo: what was trained, with which seed, how long it took
+                evaluation) RunInfo: what was trained, with which seed, how long it took; with
+                halting, SizeHalting per size: where each sample's prediction settled
     fold.json   FoldResult: the folded model's EvalResult, the FoldReport of what ``fold`` did
                 and, per size, its accuracy before and after folding
     lsm.json    SimilarityRecord: per template bank, its coefficients and layer similarity matrix
@@ -127,12 +128,66 @@ class Reevaluation:
     data: DataSource | None = None
 
 
+SETTLED_KINDS = {1: "fixed", 2: "2-cycle"}  # by period; a sample that never settled is "none"
+
+
+@dataclass(frozen=True)
+class SizeHalting:
+    """How each sample of one test set settled when evaluation halted it after ``halt_after`` = k
+    iterations of a settled prediction (``benchmark.settling``), sample i at index i.
+
+    ``settled_at[i]``: the first iteration of the state sample i settled into (None: it never
+    settled within the iterations scored); ``kind[i]``: ``"fixed"`` (a fixed point), ``"2-cycle"``
+    or ``"none"``; ``correct[i]``: whether its answer at the last iteration scored is right (for
+    a fixed point its settled answer; for a 2-cycle the state of the two it is in at that
+    iteration), so the mean of ``correct`` is the accuracy at the last iteration.
+    """
+
+    settled_at: tuple[int | None, ...]
+    kind: tuple[str, ...]
+    correct: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.settled_at) == len(self.kind) == len(self.correct):
+            raise ValueError("settled_at, kind and correct must have one entry per sample.")
+        for at, kind in zip(self.settled_at, self.kind):
+            if kind not in (*SETTLED_KINDS.values(), "none") or (at is None) != (kind == "none") or (at is not None and at < 1):
+                raise ValueError(f"a sample settled at {at!r} with kind {kind!r}: a settled sample needs an iteration >= 1 "
+                                 f"and a kind of {sorted(SETTLED_KINDS.values())}, one that never settled None and 'none'.")
+
+    def iterations_run(self, halt_after: int, iterations: int) -> tuple[int, ...]:
+        """Per sample, the iterations evaluation ran: to where settling was confirmed (k repeats
+        after the first iteration of a fixed point, k alternations after a 2-cycle's first two
+        iterations), else all ``iterations``."""
+        extra = {"fixed": halt_after, "2-cycle": halt_after + 1}
+        return tuple(iterations if at is None else at + extra[kind] for at, kind in zip(self.settled_at, self.kind))
+
+    def to_json(self, halt_after: int, iterations: int) -> dict[str, Any]:
+        run = self.iterations_run(halt_after, iterations)
+        return dict(settled_at=list(self.settled_at), kind=list(self.kind), correct=list(self.correct),
+                    mean_iterations_run=sum(run) / len(run) if run else 0.0)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], halt_after: int, iterations: int) -> SizeHalting:
+        halting = cls(settled_at=tuple(data["settled_at"]), kind=tuple(data["kind"]), correct=tuple(data["correct"]))
+        if halting.to_json(halt_after, iterations) != dict(data):
+            raise ResultFormatError("its halting record has an unknown key or a mean_iterations_run that disagrees with its samples.")
+        if any(run > iterations for run in halting.iterations_run(halt_after, iterations)):
+            raise ResultFormatError(f"a sample of its halting record settled too late to be confirmed within {iterations} iterations.")
+        return halting
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """Exact-match accuracy per test size after each test-time iteration 1..``iterations``.
 
     ``accuracy[size][t - 1]`` is the accuracy after t iterations. ``run`` is set for a run's own
     evaluation (eval.json) and None for re-evaluations and a folded model's result.
+
+    With halting (``halt_after`` = k > 0, ``benchmark.evaluate``), ``halting[size]`` says where
+    each sample settled; a sample stopped once settled is scored at every later iteration by the
+    state it would be in then, so ``accuracy`` keeps one figure per iteration. Without halting
+    (k = 0) neither is written and the file is what it always was.
     """
 
     iterations: int
@@ -140,11 +195,23 @@ class EvalResult:
     accuracy: Mapping[int, tuple[float, ...]]
     run: RunInfo | None = None
     reevaluation: Reevaluation | None = None
+    halt_after: int = 0
+    halting: Mapping[int, SizeHalting] | None = None
 
     def __post_init__(self) -> None:
         for size, curve in self.accuracy.items():
             if len(curve) != self.iterations:
                 raise ValueError(f"size {size} has {len(curve)} accuracies for {self.iterations} iterations.")
+        if (self.halt_after > 0) != (self.halting is not None) or self.halt_after < 0:
+            raise ValueError(f"halt_after must be 0 without a halting record and positive with one, got {self.halt_after}.")
+        if self.halting is not None:
+            if set(self.halting) != set(self.accuracy):
+                raise ValueError("the halting record must cover exactly the sizes scored.")
+            for size, record in self.halting.items():
+                # Exact: both are (samples right) / (samples) in double precision.
+                if record.correct and sum(record.correct) / len(record.correct) != self.accuracy[size][-1]:
+                    raise ValueError(f"size {size}: the samples right at the last iteration of its halting record "
+                                     f"disagree with its accuracy there.")
 
     @property
     def sizes(self) -> list[int]:
@@ -165,6 +232,9 @@ class EvalResult:
             data.update(asdict(self.run))
         if self.reevaluation is not None:
             data.update({k: v for k, v in asdict(self.reevaluation).items() if v is not None})
+        if self.halting is not None:
+            data.update(halt_after=self.halt_after, halting={
+                str(size): record.to_json(self.halt_after, self.iterations) for size, record in self.halting.items()})
         return data
 
     @classmethod
@@ -176,9 +246,13 @@ class EvalResult:
         elif "task" in data:  # a re-evaluation of a run's checkpoint
             source = DataSource(**data["data"]) if "data" in data else None
             reevaluation = Reevaluation(task=data["task"], model=data["model"], data=source)
+        halt_after, halting = data.get("halt_after", 0), None
+        if "halting" in data:
+            halting = {int(size): SizeHalting.from_json(record, halt_after, data["iterations"])
+                       for size, record in data["halting"].items()}
         result = cls(iterations=data["iterations"], train_iters=data["train_iters"],
                      accuracy={int(size): tuple(curve) for size, curve in data["accuracy"].items()}, run=run,
-                     reevaluation=reevaluation)
+                     reevaluation=reevaluation, halt_after=halt_after, halting=halting)
         stored = {int(size): SizeSummary(**s) for size, s in data["summary"].items()}
         if stored != result.summary:
             raise ResultFormatError("its summary disagrees with its accuracy curves.")
@@ -543,4 +617,4 @@ class BankFoldResult:
 
 __all__ = ["BankFold", "BankFoldResult", "BankSimilarity", "ClassificationResult", "ClassificationTiming", "EpochScore",
            "EvalResult", "FoldReport", "FoldResult", "FoldedLoop", "Headline", "ResultFormatError", "RunInfo",
-           "SimilarityRecord", "SizeComparison", "SizeSummary", "Timing", "read_eval"]
+           "SimilarityRecord", "SizeComparison", "SizeHalting", "SizeSummary", "Timing", "read_eval"]

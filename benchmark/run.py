@@ -262,7 +262,7 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
     save_checkpoint(model, cfg, run_dir / "model.pt")
 
     def score(m: torch.nn.Module) -> EvalResult:
-        return evaluate(m, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device)
+        return evaluate(m, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device, cfg.eval.halt_after)
 
     t0 = time.perf_counter()
     evaluation = score(model)

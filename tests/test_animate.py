@@ -1,4 +1,4 @@
-"""``python -m benchmark.animate``: where predictions settle, the colours of right and wrong
+"""``python -m benchmark.animate``: frames up to where predictions settle, the colours of right and wrong
 positions, GIFs of real tiny runs read back frame by frame, and every refusal."""
 
 from __future__ import annotations
@@ -10,68 +10,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from PIL import Image
 
 from benchmark import animate
-from benchmark.animate import Settling, make_figure, overlay, predictions, render, settle_point, write_gif
+from benchmark.animate import make_figure, overlay, predictions, render, write_gif
 from benchmark.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.config import data_seeds
 from benchmark.model import RecurrentConvNet
 from benchmark.run import run
+from benchmark.settling import Settling, settle_point
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 from tasks.shortest_path import ShortestPathTask
 
 WRONG = {"missing": animate.MISSING, "extra": animate.EXTRA}
-
-
-# ---------------------------------------------------------------------------- settling
-def _seq(*values: int) -> list[np.ndarray]:
-    return [np.array([v, v % 2]) for v in values]  # distinct values give distinct arrays
-
-
-@pytest.mark.parametrize("values,k,expected", [
-    ((1, 2, 3, 3, 3, 3), 3, Settling(3, 1)),  # fixed point from iteration 3, confirmed by 3 repeats
-    ((1, 2, 3, 3, 3, 3), 4, Settling()),  # only 3 repeats: not settled
-    ((5, 5, 5, 5, 5), 4, Settling(1, 1)),  # fixed from the start
-    ((1, 1, 1, 2, 2, 2, 2), 3, Settling(4, 1)),  # a change resets the count
-    ((1, 2, 3, 2, 3, 2, 3), 3, Settling(2, 2)),  # a 2-cycle entered at iteration 2
-    ((1, 2, 1, 2, 2, 2, 2), 3, Settling(4, 1)),  # a broken 2-cycle, then a fixed point
-    ((1, 2, 3) * 4, 2, Settling()),  # a 3-cycle is not settled
-    ((1, 1, 2, 2, 1, 1, 2, 2), 2, Settling()),  # pairs: never 2 repeats, never alternating
-    ((1, 1, 2, 2, 1, 1, 2, 2), 1, Settling(1, 1)),
-])
-def test_settle_point_on_hand_made_sequences(values, k, expected):
-    assert settle_point(_seq(*values), k) == expected
-
-
-def test_frames_shown_stop_at_the_settled_state():
-    assert Settling(3, 1).frames(50) == 3
-    assert Settling(2, 2).frames(50) == 3  # both states of the cycle
-    assert Settling().frames(50) == 50
-    with pytest.raises(ValueError):
-        settle_point(_seq(1), 0)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(0, 2), max_size=14), st.integers(1, 4))
-def test_settle_point_matches_a_window_oracle(values, k):
-    """Oracle: the first iteration T whose last k+1 predictions are equal (fixed point from T-k)
-    or whose last k+2 alternate between two different ones (2-cycle from T-k-1)."""
-    expected = Settling()
-    for t in range(1, len(values) + 1):
-        fixed = values[max(0, t - k - 1):t]
-        cycle = values[max(0, t - k - 2):t]
-        if len(fixed) == k + 1 and len(set(fixed)) == 1:
-            expected = Settling(t - k, 1)
-            break
-        if len(cycle) == k + 2 and cycle[0] != cycle[1] and all(v == cycle[i % 2] for i, v in enumerate(cycle)):
-            expected = Settling(t - k - 1, 2)
-            break
-    assert settle_point([np.array([v]) for v in values], k) == expected
 
 
 # ---------------------------------------------------------------------------- pictures

@@ -85,7 +85,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "checkpoint_every": 200,
                             "loop_weight": 0.0}
-    assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99}
+    assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99, "halt_after": 0}
     assert (cfg["seed"], cfg["device"], cfg["progress"], cfg["resume"]) == (0, "auto", True, None)
     # The schema's defaults are these defaults: a TrainConfig() in a test is the command line's.
     assert asdict(TrainConfig()) == cfg["train"] and asdict(EvalConfig()) == cfg["eval"]
@@ -103,11 +103,11 @@ def test_every_train_config_keeps_what_it_does_not_change():
 
 @pytest.mark.parametrize(
     "task,study",
-    [("maze", dict(size=dict(train=9, test=[15], n_train=10000, n_test=1000), eval=dict(iters=60, batch_size=256, fold_threshold=0.99),
+    [("maze", dict(size=dict(train=9, test=[15], n_train=10000, n_test=1000), eval=dict(iters=60, batch_size=256, fold_threshold=0.99, halt_after=0),
                    train=dict(epochs=3, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, alpha=1.0,
                               iters=20, detach_extra=0, log_every=50))),
      ("prefix_sums", dict(size=dict(train=32, test=[128], n_train=10000, n_test=1000),
-                          eval=dict(iters=128, batch_size=500, fold_threshold=0.99),
+                          eval=dict(iters=128, batch_size=500, fold_threshold=0.99, halt_after=0),
                           train=dict(epochs=5, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, alpha=1.0,
                                      iters=30, detach_extra=0, log_every=20)))],
 )
@@ -141,6 +141,7 @@ REFUSALS = [
     ("model.width=1", "model.width must be an integer >= 2, got 1."),
     ("model.templates=0", "model.templates must be an integer >= 1 or null (unshared), got 0."),
     ("train.lr=inf", "train.lr must be a finite number >= 0, got inf."),
+    ("eval.halt_after=-1", "eval.halt_after must be an integer >= 0 (0: no halting), got -1."),
     ("run_id=/abs/path", "run_id must be a single directory name"),
     ("run_id=..", "run_id must be a single directory name"),
     ("run_id=a/b", "run_id must be a single directory name"),

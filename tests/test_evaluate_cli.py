@@ -17,9 +17,10 @@ from omegaconf import OmegaConf
 
 from benchmark.checkpoint import save_checkpoint
 from benchmark.config import data_seeds
-from benchmark.evaluate import accuracy_per_iteration
+from benchmark.evaluate import accuracy_per_iteration, settle_and_score
 from benchmark.evaluate import main as evaluate_main
 from benchmark.model import RecurrentConvNet
+from benchmark.results import EvalResult
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -89,6 +90,31 @@ def test_sizes_are_scored_and_named_by_every_setting(maze_run, capsys):
     assert json.loads((run_dir / "eval_sizes7-5_iters3_n4.json").read_text()) == results
 
 
+def test_halting_writes_where_samples_settled_compares_the_time_and_draws_the_histogram(maze_run, tmp_path, capsys):
+    run_dir, model = maze_run
+    argv = [str(run_dir), "--sizes", "7", "5", "--iters", "12", "--n", "6", "--batch-size", "4", "--device", "cpu", "--halt", "2"]
+    code, out, _ = _evaluate(capsys, *argv, "--compare-halting", "--histogram", str(tmp_path / "settling.png"))
+    assert code == 0
+    written = EvalResult.read(run_dir / "eval_sizes7-5_iters12_n6_halt2.json")
+    for size in (7, 5):
+        data = MazeTask().dataset(size, 6, seed=data_seeds(SEED)[1])
+        curve, halting = settle_and_score(model, MazeTask(), data, 12, 4, torch.device("cpu"), halt_after=2)
+        assert written.accuracy[size] == tuple(curve) and written.halting[size] == halting
+        # This untrained model's predictions reach fixed points and stay there, so halting changes
+        # no figure: the accuracy of every iteration is the one without halting.
+        assert halting.kind == ("fixed",) * 6 and curve == accuracy_per_iteration(model, MazeTask(), data, 12, 4, torch.device("cpu"))
+        run = halting.iterations_run(2, 12)
+        assert max(run) < 12  # every sample stopped early
+        row = next(line.split() for line in out.splitlines() if line.split()[:1] == [str(size)] and "x" in line)
+        assert row[3].endswith("x") and row[4].endswith("x") and row[-1] == "equal" and row[5] == f"{sum(run) / len(run):.1f}"
+    assert "(time without / with halting after 2" in out and "median settled at" in out
+    assert f"written {tmp_path / 'settling.png'}" in out and (tmp_path / "settling.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Halting is off by default: the file and its name are what they always were.
+    _evaluate(capsys, *argv[:-2])
+    assert "halting" not in json.loads((run_dir / "eval_sizes7-5_iters12_n6.json").read_text())
+
+
 # ---------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("argv,message", [
     (["--sizes", "7", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
@@ -102,6 +128,11 @@ def test_sizes_are_scored_and_named_by_every_setting(maze_run, capsys):
     (["--sizes", "7", "--device", "cuda"], "CUDA is not available"),
     (["--sizes", "7", "--device", "gpu"], "device must be"),
     ([], "one of the arguments --sizes --data is required"),
+    (["--sizes", "7", "--halt", "-1"], "--halt must be an integer >= 0"),
+    (["--sizes", "7", "--compare-halting"], "need halting: give --halt K"),
+    (["--sizes", "7", "--histogram", "h.png"], "need halting: give --halt K"),
+    (["--sizes", "7", "--halt", "2", "--histogram", "h.gif"], "--histogram must name a .png file"),
+    (["--sizes", "7", "--halt", "2", "--histogram", "no/such/dir/h.png"], "--histogram must name a .png file"),
     (["--sizes", "7", "--data", "x.npz"], "not allowed with argument"),
 ])
 def test_bad_options_are_one_sentence(maze_run, capsys, monkeypatch, argv, message):
@@ -261,3 +292,21 @@ def test_module_entry_point_exits_2_in_one_line(maze_run):
     proc = subprocess.run([sys.executable, "-m", "benchmark.evaluate", str(run_dir), "--sizes", "7", "--batch-size", "-3"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and proc.stderr == "error: --batch-size must be a positive integer, got -3.\n"
+
+
+def test_the_settling_histogram_counts_each_size_in_its_legend(tmp_path, monkeypatch):
+    import benchmark.plot as plot
+    from benchmark.results import SizeHalting
+
+    result = EvalResult(iterations=10, train_iters=2, accuracy={33: (0.0,) * 9 + (0.5,), 59: (0.0,) * 10}, halt_after=2,
+                        halting={33: SizeHalting((3, 4, None, 5), ("fixed", "2-cycle", "none", "fixed"), (True, False, True, False)),
+                                 59: SizeHalting((None, None), ("none", "none"), (False, False))})
+    drawn = {}
+    monkeypatch.setattr(plot, "save_figure", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    assert plot.plot_settling(result, tmp_path / "s.png") == tmp_path / "s.png"
+    ax = drawn["fig"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["33: 2 fixed, 1 2-cycle, 1 never"]  # 59 never settled
+    assert ax.get_xlabel() == "first iteration of the settled state" and "after 2 settled iterations" in ax.get_title()
+    (outline,) = ax.collections  # one filled step outline, of size 33's three settled samples
+    xy = outline.get_paths()[0].vertices
+    assert (xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].max()) == (3.0, 5.0, 1.0)  # iterations 3..5, one sample per bin
