@@ -12,7 +12,11 @@ class FeedForwardNet(RecurrentConvNet):
     It is ``RecurrentConvNet`` with ``templates=None`` and depth > 1: the same layers in the same
     order, so the comparison with the shared and recurrent models isolates weight sharing. It
     has no weights for iterations past ``depth``; the evaluator scores it up to its depth.
+    ``recall_init`` and ``block_scale`` are the shared models' initialisation options (see
+    ``RecurrentConvNet``), so a recipe offered to them is offered to this baseline too.
     """
 
-    def __init__(self, spec: TaskSpec, name: str = "feedforward", width: int = 32, depth: int = 20, recall: bool = True):
-        super().__init__(spec, name=name, width=width, depth=depth, templates=None, recall=recall)
+    def __init__(self, spec: TaskSpec, name: str = "feedforward", width: int = 32, depth: int = 20, recall: bool = True,
+                 recall_init: str = "default", block_scale: float | None = None):
+        super().__init__(spec, name=name, width=width, depth=depth, templates=None, recall=recall, recall_init=recall_init,
+                         block_scale=block_scale)

@@ -20,6 +20,18 @@ from torch import nn
 
 from benchmark.results import BankFold  # the report of a fold: a result that others read and write
 
+# How learned coefficients start (``TemplateBank(coefficient_init=...)``):
+# - "orthogonal": the paper's init, an orthogonal (L, k) matrix. With L > k its k columns are
+#   orthonormal, so the squared row norms sum to k and average k / L: an 80 x 2 bank's rows have
+#   norm about sqrt(2 / 80) = 0.16, and every mixed weight starts about 6x smaller (in std) than
+#   one Kaiming template. The paper's Wide ResNets hide this behind a batch norm after every
+#   conv; the networks here have no normalisation.
+# - "orthogonal_unit": the same orthogonal directions, the whole matrix scaled so that the rows
+#   have unit norm on average (mean squared norm 1). Each mixed weight W_i = sum_j a_ij T_j of
+#   independent Kaiming templates then has on average the variance of one Kaiming template,
+#   the scale an unshared layer starts at. For L <= k the rows are already orthonormal.
+COEFFICIENT_INITS = ("orthogonal", "orthogonal_unit")
+
 
 class TemplateBank(nn.Module):
     """``num_layers`` weights of one shape, mixed from ``num_templates`` shared templates.
@@ -34,18 +46,24 @@ class TemplateBank(nn.Module):
         layers_per_block: how many consecutive layers make one block of the owning network (4 per
             position of a ``RecurrentConvNet``, 2 per block of a Wide ResNet stage); only read
             by the layer-similarity record and its heatmap, to draw the block boundaries.
+        coefficient_init: how learned coefficients start, one of ``COEFFICIENT_INITS``:
+            "orthogonal" (the paper's) or "orthogonal_unit" (the same directions, rows of unit
+            norm on average; see ``COEFFICIENT_INITS``).
 
     Templates are initialised each on its own with Kaiming normal (fan-in, ReLU gain); learned
-    coefficients orthogonally, one row per layer, as in the paper. The coefficients carry no
+    coefficients orthogonally, one row per layer, as in the paper (``coefficient_init``
+    "orthogonal"), or scaled to unit rows ("orthogonal_unit"). The coefficients carry no
     normalisation, no softmax and no bias. ``coefficients`` must be excluded from weight decay
     (see ``no_decay_parameters``): decaying them hurts.
     """
 
     def __init__(self, num_layers: int, num_templates: int, shape: tuple[int, ...], learn_coefficients: bool = True,
-                 layers_per_block: int | None = None):
+                 layers_per_block: int | None = None, coefficient_init: str = "orthogonal"):
         super().__init__()
         if num_layers < 1 or num_templates < 1:
             raise ValueError(f"a template bank needs at least one layer and one template, got {num_layers} and {num_templates}.")
+        if coefficient_init not in COEFFICIENT_INITS:
+            raise ValueError(f"coefficient_init must be one of {', '.join(COEFFICIENT_INITS)}, got {coefficient_init!r}.")
         self.num_layers, self.num_templates, self.shape = num_layers, num_templates, tuple(shape)
         self.layers_per_block = layers_per_block
         self.templates = nn.Parameter(torch.empty(num_templates, *shape))  # (k, *shape)
@@ -54,6 +72,9 @@ class TemplateBank(nn.Module):
         if learn_coefficients:
             self.coefficients = nn.Parameter(torch.empty(num_layers, num_templates))  # (L, k)
             nn.init.orthogonal_(self.coefficients)
+            if coefficient_init == "orthogonal_unit":
+                with torch.no_grad():  # squared entries sum to min(L, k): mean squared row norm -> 1
+                    self.coefficients.mul_((num_layers / min(num_layers, num_templates)) ** 0.5)
         else:
             if num_templates != num_layers:
                 raise ValueError(f"fixed identity coefficients need as many templates as layers, got {num_templates} for {num_layers}.")

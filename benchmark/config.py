@@ -25,6 +25,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from benchmark.bank import COEFFICIENT_INITS
+from benchmark.model import RECALL_INITS
 from tasks.base import Task, TaskError
 
 
@@ -102,6 +104,33 @@ class ModelConfig(BaselineModelConfig):
     compile: bool = False  # torch.compile each iteration (falls back to eager with a warning); `python -m benchmark.bench` measures it
 
 
+@dataclass
+class DeepInitConfig:
+    """How a deep stack of block positions starts (the depth-wise models' schemas add these).
+
+    The defaults are the networks' own (what ``model=shared``/``recurrent`` use); the depth-wise
+    configs (``depth_*``, ``shared_depth``, ``feedforward``) choose the recipe of the README's
+    "Depth-wise models that learn". The same options for shared and unshared stacks, so a recipe
+    offered to one is offered to the other.
+    """
+
+    recall_init: str = "default"  # the recall convs: "default" (PyTorch's) or "kaiming" (benchmark.model.RECALL_INITS)
+    block_scale: Optional[float] = None  # block convs' RMS std as a multiple of a Kaiming template's; null: as initialised
+
+
+@dataclass
+class DepthBaselineModelConfig(DeepInitConfig, BaselineModelConfig):
+    """The feed-forward baseline with the deep-stack init options."""
+
+
+@dataclass
+class DepthModelConfig(DeepInitConfig, ModelConfig):
+    """A depth-wise shared model: ``ModelConfig``, the deep-stack init options and the coefficients' init."""
+
+    # "orthogonal" (the paper's) or "orthogonal_unit" (rows of unit norm on average): benchmark.bank.COEFFICIENT_INITS.
+    coefficient_init: str = "orthogonal"
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(group="size", name="schema", node=SizeConfig)
@@ -109,6 +138,8 @@ def register_configs() -> None:
     cs.store(group="eval", name="schema", node=EvalConfig)
     cs.store(group="model", name="schema", node=ModelConfig)
     cs.store(group="model", name="baseline_schema", node=BaselineModelConfig)
+    cs.store(group="model", name="depth_schema", node=DepthModelConfig)
+    cs.store(group="model", name="depth_baseline_schema", node=DepthBaselineModelConfig)
 
 
 register_configs()
@@ -207,7 +238,7 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     """
     check_run_settings(cfg)
     for key, schemas in (("size", (SizeConfig,)), ("train", (TrainConfig,)), ("eval", (EvalConfig,)),
-                         ("model", (ModelConfig, BaselineModelConfig))):
+                         ("model", (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig))):
         _require(OmegaConf.get_type(cfg[key]) in schemas,
                  f"the {key} option chosen is not one for puzzle tasks ({key} must follow {schemas[0].__name__}); "
                  f"choose a {key} option made for task={cfg.task.get('_target_', '?').rsplit('.', 1)[-1]}.")
@@ -233,6 +264,12 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     _require(model_cfg.width >= 2, f"model.width must be an integer >= 2, got {model_cfg.width}.")
     templates = model_cfg.get("templates")
     _require(templates is None or templates >= 1, f"model.templates must be an integer >= 1 or null (unshared), got {templates}.")
+    recall_init, block_scale = model_cfg.get("recall_init", RECALL_INITS[0]), model_cfg.get("block_scale")
+    _require(recall_init in RECALL_INITS, f"model.recall_init must be one of {', '.join(RECALL_INITS)}, got {recall_init!r}.")
+    _require(block_scale is None or (_is_number(block_scale) and block_scale > 0),
+             f"model.block_scale must be a positive number or null, got {block_scale}.")
+    init = model_cfg.get("coefficient_init", COEFFICIENT_INITS[0])
+    _require(init in COEFFICIENT_INITS, f"model.coefficient_init must be one of {', '.join(COEFFICIENT_INITS)}, got {init!r}.")
 
     if task is not None:
         check_component("the task's name", task.name)
@@ -273,7 +310,7 @@ def size_name(size: SizeConfig) -> str:
     return f"train{size.train}_test{'-'.join(str(s) for s in size.test)}"
 
 
-__all__ = ["BaselineModelConfig", "ConfigError", "EvalConfig", "ModelConfig", "SizeConfig", "TrainConfig", "check_component",
+__all__ = ["BaselineModelConfig", "ConfigError", "DeepInitConfig", "DepthBaselineModelConfig", "DepthModelConfig", "EvalConfig", "ModelConfig", "SizeConfig", "TrainConfig", "check_component",
            "check_config", "check_run_settings", "data_seeds", "run_datasets", "size_name"]
 
 # The classification pipeline's schemas live beside its code (benchmark.classify_config); importing

@@ -39,6 +39,14 @@ from benchmark.bank import TemplateBank
 from tasks.base import TaskSpec
 
 CONVS_PER_BLOCK = 4  # two residual basic blocks of two convs each, as in Deep Thinking networks
+# How the recall convs start (``RecurrentConvNet(recall_init=...)``). The recall conv is the one
+# conv of an iteration outside a residual sum, so a deep stack multiplies its gains. "default":
+# PyTorch's conv init (uniform, std 1/sqrt(3 fan_in), about 0.4 of Kaiming's): in a 20-position
+# depth-wise model at init, the gradient reaching the recall conv of position p falls about 10x
+# every 3 positions (measured: 5e-3 at position 18, 7e-11 at position 0 with the paper's
+# coefficients). "kaiming": normal, fan-in, ReLU gain, which keeps the features' scale through
+# the recall; the same model's recall gradients then span 8e-4 .. 4e-2.
+RECALL_INITS = ("default", "kaiming")
 
 
 class IteratedBlockNet(nn.Module):
@@ -216,6 +224,15 @@ class RecurrentConvNet(IteratedBlockNet):
         templates: k, templates in the bank of block convs; ``None`` gives every conv its own
             weight (the bank's coefficients become a fixed identity).
         recall: concatenate the input to the features at every iteration.
+        coefficient_init: how the bank's learned coefficients start
+            (``benchmark.bank.COEFFICIENT_INITS``): "orthogonal", the paper's, or
+            "orthogonal_unit", rows of unit norm on average. Ignored when ``templates`` is None.
+        recall_init: how the recall convs start (``RECALL_INITS``): "default", PyTorch's conv
+            init, or "kaiming" (normal, fan-in, ReLU gain). See ``RECALL_INITS`` for why a deep
+            stack needs the second.
+        block_scale: None keeps the block convs as the bank initialised them; a number s
+            rescales the templates so that the mixed block weights' root-mean-square std is s
+            times a Kaiming template's (the same rule for shared and unshared banks; ``_rescale_blocks``).
         compile: run each iteration through ``torch.compile`` (``use_compile``; falls back to
             eager execution with a one-line warning where no compiler works).
     """
@@ -229,6 +246,9 @@ class RecurrentConvNet(IteratedBlockNet):
         templates: int | None = 2,
         recall: bool = True,
         compile: bool = False,
+        coefficient_init: str = "orthogonal",
+        recall_init: str = "default",
+        block_scale: float | None = None,
     ):
         super().__init__(spec, name)
         for key, value, least in (("width", width, 2), ("depth", depth, 1), ("templates", 1 if templates is None else templates, 1)):
@@ -240,9 +260,16 @@ class RecurrentConvNet(IteratedBlockNet):
         def conv(c_in: int, c_out: int) -> nn.Module:
             return conv_nd(c_in, c_out, 3, padding=1, bias=False)
 
+        if recall_init not in RECALL_INITS:
+            raise ValueError(f"model.recall_init must be one of {', '.join(RECALL_INITS)}, got {recall_init!r}.")
+        if block_scale is not None and not (isinstance(block_scale, (int, float)) and 0 < block_scale < float("inf")):
+            raise ValueError(f"model.block_scale must be a positive number or null, got {block_scale!r}.")
         self.projection = conv(spec.in_channels, width)
         # The recall conv changes the channel count, so it cannot come from the w->w bank.
         self.recall_convs = nn.ModuleList(conv(width + spec.in_channels, width) for _ in range(depth)) if recall else None
+        if recall and recall_init == "kaiming":
+            for c in self.recall_convs:
+                nn.init.kaiming_normal_(c.weight, nonlinearity="relu")
         layers = depth * CONVS_PER_BLOCK
         self.bank = TemplateBank(
             num_layers=layers,
@@ -250,12 +277,27 @@ class RecurrentConvNet(IteratedBlockNet):
             shape=(width, width, *(3,) * spec.dims),
             learn_coefficients=templates is not None,
             layers_per_block=CONVS_PER_BLOCK,
+            coefficient_init=coefficient_init,
         )
+        if block_scale is not None:
+            self._rescale_blocks(block_scale)
         self.head = nn.Sequential(
             conv(width, width), nn.ReLU(), conv(width, width // 2), nn.ReLU(), conv(width // 2, spec.num_classes)
         )
         if compile:
             self.use_compile()
+
+    @torch.no_grad()
+    def _rescale_blocks(self, scale: float) -> None:
+        """Scale the templates so the mixed block weights' RMS std is ``scale`` x Kaiming's.
+
+        W_i = sum_j a_ij T_j with independent Kaiming templates has variance ||a_i||^2 var(T),
+        so the mean variance over layers is mean_i ||a_i||^2 var(T); the templates are scaled by
+        scale / sqrt(mean_i ||a_i||^2). An unshared bank (identity rows) is scaled by ``scale``
+        itself; a shared one keeps its coefficients (and so its layer similarity) untouched.
+        """
+        rms_row = self.bank.coefficients.detach().square().sum(1).mean().sqrt()
+        self.bank.templates.mul_(scale / rms_row)
 
     @property
     def iteration_limit(self) -> int | None:

@@ -11,7 +11,7 @@ from hydra.core.object_type import ObjectType
 
 from omegaconf import OmegaConf
 
-from benchmark.config import BaselineModelConfig, ModelConfig  # (importing it registers the schemas)
+from benchmark.config import BaselineModelConfig, DepthBaselineModelConfig, DepthModelConfig, ModelConfig  # (importing it registers the schemas)
 
 # Seconds, not minutes: a few dozen samples, one epoch, a handful of iterations.
 TINY = [
@@ -46,7 +46,7 @@ PUZZLE_TASKS = [t for t in TASKS if compose_config(f"task={t}").pipeline._target
 # The models of the puzzle tasks (their schemas are benchmark.config's); the image models
 # (Wide ResNets) run on the image tasks instead.
 PUZZLE_MODELS = [m for m in config_options("model")
-                 if OmegaConf.get_type(compose_config(f"model={m}").model) in (ModelConfig, BaselineModelConfig)]
+                 if OmegaConf.get_type(compose_config(f"model={m}").model) in (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig)]
 
 
 @pytest.fixture

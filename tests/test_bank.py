@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from benchmark.bank import TemplateBank, no_decay_parameters
@@ -54,3 +55,35 @@ def test_coefficients_are_excluded_from_weight_decay():
     assert [p is model.bank.coefficients for p in by_decay[0.0]] == [True]
     assert all(p is not model.bank.coefficients for p in by_decay[0.1])
     assert len(by_decay[0.1]) == len(list(model.parameters())) - 1
+
+
+def test_unit_row_init_keeps_the_papers_directions_at_the_scale_of_one_template():
+    # The paper's init of an 80 x 2 bank (a 20-position depth-wise model): squared row norms
+    # average k / L, so each mixed weight is about sqrt(2 / 80) = 0.16 of a template's std.
+    torch.manual_seed(0)
+    paper = TemplateBank(num_layers=80, num_templates=2, shape=(32, 32, 3, 3))
+    torch.manual_seed(0)
+    unit = TemplateBank(num_layers=80, num_templates=2, shape=(32, 32, 3, 3), coefficient_init="orthogonal_unit")
+    a_paper, a_unit = paper.coefficients.detach(), unit.coefficients.detach()
+    assert abs(a_paper.square().sum(1).mean().item() - 2 / 80) < 1e-5
+    # The same orthogonal directions (same draw), the whole matrix scaled by sqrt(L / k).
+    torch.testing.assert_close(a_unit, a_paper * (80 / 2) ** 0.5)
+    torch.testing.assert_close(a_unit.T @ a_unit, torch.eye(2) * 40, atol=1e-4, rtol=0)
+    assert abs(a_unit.square().sum(1).mean().item() - 1) < 1e-5
+    # Each mixed weight has the variance ||a_i||^2 * var(template): on average one Kaiming template's.
+    kaiming_var = 2 / (32 * 9)
+    mixed_var = unit.weights().detach().flatten(1).var(dim=1)  # (80,)
+    expected = a_unit.square().sum(1) * kaiming_var
+    assert ((mixed_var / expected) - 1).abs().max() < 0.15
+    assert abs(mixed_var.mean().item() / kaiming_var - 1) < 0.15
+    assert paper.weights().detach().var().item() < 0.05 * kaiming_var
+
+
+def test_unit_row_init_leaves_orthonormal_rows_alone_and_refuses_unknown_names():
+    torch.manual_seed(0)
+    bank = TemplateBank(num_layers=3, num_templates=5, shape=(2, 2), coefficient_init="orthogonal_unit")
+    torch.testing.assert_close(bank.coefficients.norm(dim=1), torch.ones(3))  # L <= k: rows already orthonormal
+    fixed = TemplateBank(num_layers=4, num_templates=4, shape=(2, 2), learn_coefficients=False, coefficient_init="orthogonal_unit")
+    torch.testing.assert_close(fixed.coefficients, torch.eye(4))  # unshared banks keep the identity
+    with pytest.raises(ValueError, match="coefficient_init must be one of orthogonal, orthogonal_unit"):
+        TemplateBank(num_layers=4, num_templates=2, shape=(2, 2), coefficient_init="unit")

@@ -15,7 +15,8 @@ from benchmark.folding import FoldedNet, fold
 from benchmark.results import EvalResult, FoldResult, Headline, RunInfo, SimilarityRecord, Timing
 from benchmark.run import analyse_sharing
 from benchmark.similarity import layer_similarity, similarity_record
-from nets import inputs, net, one_thread, parallel_rows, set_rows  # noqa: F401  (one_thread: autouse fixture)
+from benchmark.model import RecurrentConvNet
+from nets import SPECS, WIDTH, inputs, net, one_thread, parallel_rows, set_rows  # noqa: F401  (one_thread: autouse fixture)
 
 RUN_INFO = RunInfo(task="maze", model="shared", parameters=1, seed=0, train_size=9, device="cpu", final_train_acc=None,
                    seconds=Timing(generation=0.0, train=0.0, eval=0.0))
@@ -194,3 +195,24 @@ def test_plot_lsm_writes_one_panel_per_bank(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="at least one"):
         plot.plot_lsm({}, tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_a_run_of_parallel_positions_in_a_k2_depthwise_model_folds_into_one_loop_that_unrolls(dims):
+    # The depth-wise recipe's model (k = 2, the depth configs' init options), 6 positions: rows of
+    # positions 2..5 set parallel slot by slot by hand (any scale and sign), positions 0 and 1
+    # turned away from them (and from each other), so the fold is [0], [1], [2..5]. All 12 slot
+    # directions are distinct multiples of pi/12 (mod pi): no two distinct weights are parallel.
+    torch.manual_seed(0)
+    model = RecurrentConvNet(SPECS[dims], width=WIDTH, depth=6, templates=2, recall_init="kaiming", block_scale=0.2).eval()
+    angles = torch.arange(4) * torch.pi / 4  # one direction per conv slot
+    directions = torch.stack([angles.cos(), angles.sin()], dim=1)  # (4, 2)
+    turned = lambda by: torch.stack([(angles + by).cos(), (angles + by).sin()], dim=1)  # noqa: E731
+    rows = torch.cat([turned(torch.pi / 12), turned(torch.pi / 6), parallel_rows(4, directions, seed=3)])  # (24, 2)
+    set_rows(model, rows)
+    folded, report = fold(model)
+    assert [loop.positions for loop in report.loops] == [[0], [1], [2, 3, 4, 5]]
+    assert report.max_relative_error < 1e-5 and folded.iteration_limit is None
+    # Every iteration of the unrolled pass, within the training depth and past it (the loop of
+    # positions 2..5 continues with its last scale, as the original reuses position 5).
+    assert_same_outputs(model, folded, dims, [1, 2, 3, 6, 9, 14])

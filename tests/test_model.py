@@ -87,3 +87,35 @@ def test_run_and_iter_logits_walk_the_same_states():
         torch.testing.assert_close(model.run(x, 3, state=states[1], start=2), states[-1])  # resumed mid-way
         for logits, h in zip(model.iter_logits(x, 5), states, strict=True):
             torch.testing.assert_close(logits, model.head(h))
+
+
+def test_deep_stack_init_options():
+    torch.manual_seed(0)
+    kaiming_std = (2 / (32 * 9)) ** 0.5  # fan-in 32 * 3 * 3, ReLU gain
+    for model in (RecurrentConvNet(SPECS[2], width=32, depth=20, templates=2, recall_init="kaiming", block_scale=0.16),
+                  FeedForwardNet(SPECS[2], width=32, depth=20, recall_init="kaiming", block_scale=0.16)):
+        # Block convs: root-mean-square std 0.16 of a Kaiming weight's, shared bank or not.
+        rms = model.bank.weights().detach().flatten(1).var(dim=1).mean().sqrt().item()
+        assert abs(rms / (0.16 * kaiming_std) - 1) < 0.03
+        # Recall convs: Kaiming normal over their fan-in (features and input channels).
+        recall = torch.stack([c.weight.detach() for c in model.recall_convs])
+        assert abs(recall.std().item() / (2 / ((32 + 3) * 9)) ** 0.5 - 1) < 0.03
+    # The shared model keeps its coefficients (so its layer similarity) as the bank drew them.
+    torch.manual_seed(0)
+    plain = RecurrentConvNet(SPECS[2], width=32, depth=20, templates=2)
+    torch.manual_seed(0)
+    scaled = RecurrentConvNet(SPECS[2], width=32, depth=20, templates=2, block_scale=0.16)
+    torch.testing.assert_close(scaled.bank.coefficients, plain.bank.coefficients)
+    ratio = (scaled.bank.templates / plain.bank.templates).detach()
+    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio.flatten()[0].item()))  # one factor for all templates
+    # The defaults are the networks' own: PyTorch's recall init (std 1 / sqrt(3 fan_in)).
+    recall = torch.stack([c.weight.detach() for c in plain.recall_convs])
+    assert abs(recall.std().item() / (1 / (3 * (32 + 3) * 9)) ** 0.5 - 1) < 0.03
+
+
+@pytest.mark.parametrize("bad,match", [({"recall_init": "xavier"}, "recall_init must be one of default, kaiming"),
+                                       ({"block_scale": 0.0}, "block_scale must be a positive number"),
+                                       ({"coefficient_init": "unit"}, "coefficient_init must be one of")])
+def test_bad_init_options_are_rejected(bad, match):
+    with pytest.raises(ValueError, match=match):
+        RecurrentConvNet(SPECS[2], **bad)
