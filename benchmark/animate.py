@@ -19,7 +19,6 @@ exit status 2, and nothing is written. The GIF is written atomically.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import singledispatch
@@ -34,7 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402  (pillow comes with matplotlib)
 
-from benchmark.config import ConfigError, data_seeds  # noqa: E402
+from benchmark.config import ConfigError, data_seeds, exit_on_user_error  # noqa: E402
 from benchmark.evaluate_cli import _Parser, load_run  # noqa: E402
 from benchmark.fileio import atomic_path  # noqa: E402
 from benchmark.settling import SettleDetector, Settling, settle_point  # noqa: E402,F401  (settle_point: re-exported)
@@ -264,11 +263,7 @@ def run(argv: list[str] | None = None) -> tuple[Path, Settling, int]:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: user errors end with one sentence on stderr and exit status 2."""
-    try:
-        run(argv)
-    except (ConfigError, TaskError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error(run, argv)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -287,6 +288,16 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
         _require(limit is None or train.iters <= limit,
                  f"model '{model_cfg.name}' has weights for at most {limit} iterations, fewer than train.iters={train.iters}; "
                  f"set model.depth >= train.iters or train.iters <= {limit}.")
+
+
+def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` the way a command ends it: a user error (``ConfigError``, ``TaskError``) is
+    one sentence on stderr and exit status 2; anything else keeps its traceback."""
+    try:
+        return fn(*args)
+    except (ConfigError, TaskError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def data_seeds(seed: int) -> tuple[int, int]:

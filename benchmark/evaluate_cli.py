@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +38,7 @@ import yaml
 
 from benchmark import registry
 from benchmark.checkpoint import Checkpoint, load_checkpoint
-from benchmark.config import ConfigError, data_seeds
+from benchmark.config import ConfigError, data_seeds, exit_on_user_error
 from benchmark.evaluate import evaluate, format_halting, format_table
 from benchmark.results import DataSource, EvalResult, Reevaluation
 from tasks.base import Task, TaskError
@@ -251,8 +250,4 @@ def compare_halting(model: torch.nn.Module, task: Task, test_sets: dict[int, tor
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: user errors end with one sentence on stderr and exit status 2."""
-    try:
-        run(argv)
-    except (ConfigError, TaskError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error(run, argv)
