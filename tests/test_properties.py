@@ -8,8 +8,6 @@ changes at positions that do not count.
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import pytest
 import torch
@@ -20,6 +18,8 @@ from tasks.env import TaskEnv
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 from tasks.shortest_path import ShortestPathTask
+
+from test_maze import bfs_path  # the independent BFS oracle of the maze tests
 
 SETTINGS = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2**32 - 1)
@@ -32,20 +32,7 @@ def maze_oracle(task: MazeTask, x: np.ndarray) -> np.ndarray:
     open_ = (x > 0).any(axis=0)
     (start,) = zip(*np.nonzero((x[0] == 0) & (x[1] == 1)))
     (goal,) = zip(*np.nonzero((x[0] == 1) & (x[1] == 0)))
-    parent = {start: None}
-    queue = deque([start])
-    while queue:
-        r, c = queue.popleft()
-        for nxt in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-            if 0 <= nxt[0] < open_.shape[0] and 0 <= nxt[1] < open_.shape[1] and open_[nxt] and nxt not in parent:
-                parent[nxt] = (r, c)
-                queue.append(nxt)
-    path = np.zeros(open_.shape, dtype=np.int64)
-    cell = goal
-    while cell is not None:
-        path[cell] = 1
-        cell = parent[cell]
-    return path
+    return bfs_path(open_, start, goal)
 
 
 def prefix_sums_oracle(task: PrefixSumsTask, x: np.ndarray) -> np.ndarray:
