@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from benchmark import precision
 from benchmark.augment import augment, to_float
 from benchmark.bank import fold_model_banks, no_decay_parameters
 from benchmark.checkpoint import checkpoint_fields, save_checkpoint
@@ -42,7 +43,7 @@ from benchmark.config import ConfigError, check_run_settings
 from benchmark.fileio import write_text
 from benchmark.results import BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
 from benchmark.run import (INCOMPLETE_NOTE, apply_threads, build_model, instantiate_user, metrics_logger, new_run_dir, pick_device,
-                           run_or_exit, seed_everything)
+                           resolve_precision, run_or_exit, seed_everything)
 from benchmark.train import FiniteGuard
 from benchmark.train_state import (STATE_FILE, RunInterrupted, check_resume, mark_complete, mark_incomplete,
                                    read_train_state, restore_rng, save_train_state)
@@ -79,12 +80,13 @@ def _take(split: ImageSplit, n: int | None, what: str, task: str) -> ImageSplit:
 class Classifier:
     """What one run trains and scores with: the normalisation, the augmentation, autocast, layout.
 
-    On CUDA the forward passes run under bf16 autocast with channels-last tensors; on the CPU in
-    float32 with the default layout (bf16 on a CPU is slow and changes the numbers).
+    The forward passes run in ``precision`` (``benchmark.precision``: ``auto`` is bf16 autocast
+    on CUDA and on CPUs with AMX, else float32); on CUDA with channels-last tensors.
     """
 
-    def __init__(self, task: ImageTask, mean: torch.Tensor, std: torch.Tensor, device: torch.device):
+    def __init__(self, task: ImageTask, mean: torch.Tensor, std: torch.Tensor, device: torch.device, precision_name: str = "auto"):
         self.task, self.device = task, device
+        self.precision = precision.resolve(precision_name, device)
         self.mean, self.std = mean.to(device), std.to(device)  # (C,)
         self.cuda = device.type == "cuda"
         self.layout = torch.channels_last if self.cuda else torch.contiguous_format
@@ -96,8 +98,8 @@ class Classifier:
             x = augment(x, generator, self.task.padding, self.task.flip, self.task.cutout)
         return x.contiguous(memory_format=self.layout)
 
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
+    def autocast(self):
+        return precision.autocast(self.device.type, self.precision)
 
     @torch.no_grad()
     def accuracy(self, model: nn.Module, split: DeviceSplit, batch_size: int) -> float:
@@ -182,6 +184,7 @@ def run(cfg: DictConfig) -> ClassificationResult:
     if not isinstance(task, ImageTask):
         raise ConfigError(f"pipeline=classification needs an image task (cifar10, cifar100, digits), got {type(task).__name__}.")
     device = pick_device(cfg.device)
+    resolve_precision(cfg, device)
     apply_threads(cfg)  # before the data is read and anything is computed
     splits = task.load()  # TaskError (one sentence) when the data is missing or not what it should be
     splits["train"] = _take(splits["train"], cfg.size.n_train, "size.n_train", task.name)
@@ -217,7 +220,7 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
     resuming), model.pt, scoring, folding, eval.json, the plot."""
 
     mean, std = task.normalisation(splits["train"])
-    clf = Classifier(task, mean, std, device)
+    clf = Classifier(task, mean, std, device, cfg.precision)
     data = {name: DeviceSplit(s.images.to(device), s.labels.to(device)) for name, s in splits.items()}  # kept on the device
     model.to(device, memory_format=clf.layout)
     n_params = sum(p.numel() for p in model.parameters())

@@ -28,6 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from benchmark.bank import COEFFICIENT_INITS
 from benchmark.model import RECALL_INITS
+from benchmark.precision import PRECISIONS
 from tasks.base import Task, TaskError
 
 
@@ -70,6 +71,11 @@ class TrainConfig:
     # and a save costs milliseconds.
     checkpoint_every: int = 200
     loop_weight: float = 0.0  # weight of the loop-inducing regulariser (0: off)
+    # Stop once the probe accuracy (the model at ``iters`` on the first ``probe_size`` training
+    # samples, measured at every log step; ``probe_acc`` in metrics.jsonl) reaches this fraction;
+    # null: train every epoch. ``epochs`` is then the cap. The sharing study's "steps to 99%".
+    stop_at_acc: Optional[float] = None
+    probe_size: int = 512
 
 
 @dataclass
@@ -149,7 +155,7 @@ SEED_MAX = 2**32 - 1  # numpy's and torch's seeding both accept 0 .. 2**32 - 1
 # The keys of the root config (configs/config.yaml); anything else came from a typo or a removed
 # option (`+variant=...`) and would be silently ignored.
 ROOT_KEYS = ("task", "size", "model", "train", "eval", "pipeline", "seed", "device", "results_dir", "run_id", "cache_dir",
-             "progress", "resume", "threads", "logger")
+             "progress", "resume", "threads", "logger", "precision")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 LOGGERS = ("none", "tensorboard")  # where training curves go besides metrics.jsonl (always written)
 # A name that becomes one directory of a run's path: letters, digits and ._+=,- only, not
@@ -215,6 +221,8 @@ def check_run_settings(cfg: DictConfig) -> None:
     _require(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}.")
     _require(cfg.get("resume") is None or (isinstance(cfg.resume, str) and cfg.resume != ""),
              f"resume must be the path of an interrupted run directory, got {cfg.get('resume')!r}.")
+    _require(cfg.get("precision") in PRECISIONS,
+             f"precision must be one of {', '.join(PRECISIONS)} (auto: bf16 where the hardware has it natively), got {cfg.get('precision')!r}.")
     _require(cfg.get("threads") is None or (_is_int(cfg.threads) and cfg.threads >= 1),
              f"threads must be an integer >= 1 or null (torch's default, or the cores shared out among parallel jobs), got {cfg.get('threads')!r}.")
     _require(cfg.get("logger", "none") in LOGGERS, f"logger must be one of {', '.join(LOGGERS)}, got {cfg.get('logger')!r}.")
@@ -259,6 +267,9 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                        ("train.detach_extra", train.detach_extra)):
         _require(_is_number(value) and value >= 0, f"{key} must be a finite number >= 0, got {value}.")
     _require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
+    _require(train.stop_at_acc is None or (_is_number(train.stop_at_acc) and 0.0 < train.stop_at_acc <= 1.0),
+             f"train.stop_at_acc must lie in (0, 1] or be null (train every epoch), got {train.stop_at_acc}.")
+    _require(train.probe_size >= 1, f"train.probe_size must be a positive integer, got {train.probe_size}.")
     _require(_is_number(evaluation.fold_threshold) and 0.0 < evaluation.fold_threshold <= 1.0,
              f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")
     _require(evaluation.halt_after >= 0, f"eval.halt_after must be an integer >= 0 (0: no halting), got {evaluation.halt_after}.")

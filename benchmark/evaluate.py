@@ -22,7 +22,7 @@ class _Unroll:
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, iters: int, shrink: bool) -> None:
         self.model, self.x, self.iters, self.t = model, x, iters, 0
-        self.resumable = shrink and all(hasattr(model, name) for name in ("states", "head", "check_iters"))
+        self.resumable = shrink and all(hasattr(model, name) for name in ("states", "logits", "check_iters"))
         if self.resumable:
             model.check_iters(iters)  # as iter_logits would: no more iterations than the model has weights for
         self.h: torch.Tensor | None = None  # (n, w, *S) the state after iteration t (resumable only)
@@ -35,7 +35,7 @@ class _Unroll:
             logits = next(self.steps)
             return logits if self.index is None else logits[self.index]
         self.h = next(self.steps)
-        return self.model.head(self.h)
+        return self.model.logits(self.h)
 
     def keep(self, index: torch.Tensor) -> None:
         if not self.resumable:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import yaml
 
-from benchmark import registry
+from benchmark import precision, registry
 from benchmark.checkpoint import Checkpoint, load_checkpoint
 from benchmark.config import ConfigError, data_seeds, exit_on_user_error
 from benchmark.evaluate import evaluate, format_halting, format_table
@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--histogram", type=Path, default=None, metavar="FILE.png",
                         help="with --halt: a histogram of the settling iterations per size")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default=None, choices=precision.PRECISIONS,
+                        help="fp32, bf16 or auto (bf16 where native); default: the precision the run trained in")
     return parser
 
 
@@ -147,9 +149,17 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "data"
 
 
-def load_run(run_dir: Path, device_name: str) -> tuple[torch.nn.Module, Checkpoint, dict, torch.device]:
+def _precision_tag(model: torch.nn.Module) -> str:
+    """The file-name part for the precision: empty for fp32 (every file from before the option)."""
+    return "_bf16" if getattr(model, "precision", "fp32") == "bf16" else ""
+
+
+def load_run(run_dir: Path, device_name: str, precision_name: str | None = None) -> tuple[torch.nn.Module, Checkpoint, dict, torch.device]:
     """A finished run's model (on the CPU), checkpoint, plain config and the device asked for;
-    every way the directory can be wrong is a ``ConfigError`` of one sentence."""
+    every way the directory can be wrong is a ``ConfigError`` of one sentence.
+
+    The model runs in ``precision_name`` (``auto``, ``fp32``, ``bf16``; resolved for the device),
+    or with None in the precision the run recorded (fp32 for runs from before the option)."""
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a directory: give the directory of a finished run.")
     if not (run_dir / "model.pt").is_file():
@@ -158,6 +168,12 @@ def load_run(run_dir: Path, device_name: str) -> tuple[torch.nn.Module, Checkpoi
     cfg = _run_config(run_dir)
     model, ckpt = load_checkpoint(run_dir / "model.pt", map_location="cpu")
     _check_same_task(ckpt, cfg, run_dir)
+    if precision_name is None:
+        precision_name = cfg.get("precision", "fp32")
+    if precision_name not in precision.PRECISIONS:
+        raise ConfigError(f"the precision must be one of {', '.join(precision.PRECISIONS)}, got {precision_name!r}.")
+    if hasattr(model, "precision"):
+        model.precision = precision.resolve(precision_name, device)
     return model, ckpt, cfg, device
 
 
@@ -173,13 +189,13 @@ def run(argv: list[str] | None = None) -> dict:
         raise ConfigError("--compare-halting and --histogram need halting: give --halt K with K >= 1.")
     if args.histogram is not None and (args.histogram.suffix.lower() != ".png" or not args.histogram.parent.is_dir()):
         raise ConfigError(f"--histogram must name a .png file in an existing directory, got {args.histogram}.")
-    model, ckpt, cfg, device = load_run(args.run_dir, args.device)
+    model, ckpt, cfg, device = load_run(args.run_dir, args.device, args.precision)
     task = ckpt.task
 
     if args.data is not None:
         size, data, digest = _external_data(task, args.data)
         test_sets = {size: data}
-        name = f"eval_data-{_safe(args.data.stem)}-{digest[:12]}_iters{args.iters}.json"
+        name = f"eval_data-{_safe(args.data.stem)}-{digest[:12]}_iters{args.iters}{_precision_tag(model)}.json"
         title = f"{args.run_dir} on {args.data} ({len(data)} samples of size {size})"
     else:
         for size in args.sizes:
@@ -190,7 +206,7 @@ def run(argv: list[str] | None = None) -> dict:
         sizes = list(dict.fromkeys(args.sizes))
         # Test data as the run made it: its first n samples are the run's own test samples.
         test_sets = {s: task.dataset(s, args.n, seed=data_seeds(cfg["seed"])[1]) for s in sizes}
-        name = f"eval_sizes{'-'.join(map(str, sizes))}_iters{args.iters}_n{args.n}.json"
+        name = f"eval_sizes{'-'.join(map(str, sizes))}_iters{args.iters}_n{args.n}{_precision_tag(model)}.json"
         title = f"{args.run_dir} ({args.n} samples per size)"
 
     if args.halt:

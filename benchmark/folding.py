@@ -203,6 +203,7 @@ def _build(model: RecurrentConvNet, loops: list[list[int]], block: SharedWeights
         iteration_limit=None if extendable else depth,
     )
     folded.train(model.training)
+    folded.channels_last, folded.fuse_recall, folded.precision = model.channels_last, model.fuse_recall, model.precision
     report = FoldReport(
         threshold=threshold, positions=depth,
         loops=[FoldedLoop(

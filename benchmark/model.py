@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.bank import TemplateBank
+from benchmark.precision import autocast
 from tasks.base import TaskSpec
 
 CONVS_PER_BLOCK = 4  # two residual basic blocks of two convs each, as in Deep Thinking networks
@@ -84,7 +85,16 @@ class IteratedBlockNet(nn.Module):
             raise ValueError(f"model '{self.name}' has weights for at most {self.iteration_limit} iterations and cannot run {iters} iterations.")
 
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.projection(self._layout(x)))  # (N, w, *S)
+        with self._autocast(x):
+            return F.relu(self.projection(self._layout(x)))  # (N, w, *S)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The head on features ``h`` ``(N, w, *S)``: float32 logits ``(N, classes, *S)`` whatever the precision."""
+        with self._autocast(h):
+            return self.head(h).float()
+
+    def _autocast(self, x: torch.Tensor):
+        return autocast(x.device.type, self.precision)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         """2-D inputs in NHWC layout when ``channels_last``: every feature map and the logits follow."""
@@ -103,9 +113,12 @@ class IteratedBlockNet(nn.Module):
         p_now, weights = -1, None
         for t in range(start, start + iters):
             p = min(t, self.depth - 1)
-            if p != p_now:  # positions only grow with t: keep one position's tensors at a time
-                p_now, weights = p, self._position(x, block[p], None if recall is None else recall[p], h.shape[1])
-            h = self._step(h, *weights)
+            # The autocast context is entered per step, never held across a yield (it is thread
+            # state: held, it would leak into the caller's code between iterations).
+            with self._autocast(x):
+                if p != p_now:  # positions only grow with t: keep one position's tensors at a time
+                    p_now, weights = p, self._position(x, block[p], None if recall is None else recall[p], h.shape[1])
+                h = self._step(h, *weights)
             yield h
 
     def run(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
@@ -118,13 +131,13 @@ class IteratedBlockNet(nn.Module):
     def forward(self, x: torch.Tensor, iters: int) -> torch.Tensor:
         """Logits ``(N, classes, *S)`` after ``iters`` iterations."""
         self.check_iters(iters)
-        return self.head(self.run(x, iters))
+        return self.logits(self.run(x, iters))
 
     def iter_logits(self, x: torch.Tensor, iters: int) -> Iterator[torch.Tensor]:
         """Logits ``(N, classes, *S)`` after each of iterations 1..iters, from one unrolled pass."""
         self.check_iters(iters)
         for h in self.states(x, iters):
-            yield self.head(h)
+            yield self.logits(h)
 
     def _position(self, x: torch.Tensor, block: torch.Tensor, recall: torch.Tensor | None, width: int) -> tuple:
         """What ``_step`` needs at one position: ``(x, recall_h, x_term, block)``.
@@ -161,6 +174,10 @@ class IteratedBlockNet(nn.Module):
     # prefers NHWC too); both with the new evaluator 1.30x and 1.35x. False gives the plain form,
     # the reference that the tests and the bench compare against.
     fuse_recall: bool = True  # the input's recall term once per position (``_position``)
+    # "fp32" or "bf16" (``benchmark.precision``; set by the run from ``precision=``, not saved in
+    # checkpoints): bf16 autocast of every conv, float32 weights and logits. With it the state
+    # between iterations is bf16.
+    precision: str = "fp32"
     channels_last: bool = True  # NHWC feature maps for 2-D tasks (``_layout``)
     _compiled_step = None  # set by ``use_compile``
 

@@ -24,8 +24,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from benchmark import precision
 from benchmark.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.config import DEVICE_PATTERN, ConfigError, check_config, data_seeds, size_name
 from benchmark.evaluate import evaluate, format_table
@@ -128,6 +129,15 @@ def build_task(cfg: DictConfig) -> Task:
     return task
 
 
+def resolve_precision(cfg: DictConfig, device: torch.device) -> str:
+    """Replace ``cfg.precision`` ``auto`` by what it means on ``device`` (``benchmark.precision``),
+    so that config.yaml records the precision the run really used; returns it."""
+    with open_dict(cfg):
+        cfg.precision = precision.resolve(cfg.precision, device)
+    log.info("precision: %s", cfg.precision)
+    return cfg.precision
+
+
 def build_model(cfg: DictConfig, task: Task) -> torch.nn.Module:
     return instantiate_user(cfg.model, spec=task.spec)
 
@@ -204,11 +214,13 @@ def run(cfg: DictConfig) -> RunResult:
     """
     check_config(cfg)  # the config alone, before anything is built
     apply_threads(cfg)
+    device = pick_device(cfg.device)
+    resolve_precision(cfg, device)
     resume_dir = check_resume(cfg)
     task = build_task(cfg)
-    device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = build_model(cfg, task)
+    model.precision = cfg.precision
     check_config(cfg, task, model)  # sizes, cache paths, iteration_limit: still before any write
     checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
 

@@ -100,8 +100,34 @@ def progressive_loss(
         with torch.no_grad():
             state = model.run(inputs, n) if n > 0 else model.initial_state(inputs)
         state = model.run(inputs, k, state=state.detach(), start=n)
-        loss = loss + alpha * masked_cross_entropy(model.head(state), targets, valid)
+        loss = loss + alpha * masked_cross_entropy(model.logits(state), targets, valid)
     return loss, logits_full
+
+
+class _Probe:
+    """The accuracy at ``iters`` of the model on the first ``cfg.probe_size`` training samples
+    (a fixed set, the same at every check): the stopping criterion of ``train.stop_at_acc``.
+
+    A fixed set measured at log steps rather than the running training accuracy, because the
+    progressive loss (alpha 1) computes no logits at the training depth: its running accuracy
+    would cost an extra pass every step or rest on a single batch per record.
+    """
+
+    def __init__(self, task: Task, data: torch.utils.data.Dataset, cfg: TrainConfig, device: torch.device):
+        n = min(cfg.probe_size, len(data))
+        inputs, targets = data[:n]  # TensorDataset slices: (n, C, *S), (n, *S)
+        self.task, self.inputs, self.targets, self.batch = task, inputs.to(device), targets.to(device), cfg.batch_size * 4
+
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module, iters: int) -> float:
+        was_training = model.training
+        model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=self.inputs.device)
+        for lo in range(0, len(self.inputs), self.batch):
+            x, y = self.inputs[lo : lo + self.batch], self.targets[lo : lo + self.batch]
+            correct += self.task.score(x, y, model(x, iters).argmax(1)).sum()
+        model.train(was_training)
+        return round(int(correct) / len(self.inputs), 4)
 
 
 class MetricsWindow:
@@ -273,6 +299,8 @@ def fit(
         save_train_state(state_path, step, model, optimizer, scheduler, generator, loop)
         saved = (step, state_path)
 
+    probe = _Probe(task, data, cfg, device) if cfg.stop_at_acc is not None else None
+    reached = False  # the probe accuracy reached cfg.stop_at_acc: training ends there
     start = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     try:
@@ -309,23 +337,31 @@ def fit(
                     bar.update()
                     if log_now:
                         guard.check(saved)  # the host syncs here anyway; no NaN reaches metrics.jsonl
+                        extra = {}
+                        if probe is not None:  # measured before the clock is read: its cost counts as training time
+                            extra["probe_acc"] = probe.accuracy(model, cfg.iters)
+                            reached = extra["probe_acc"] >= cfg.stop_at_acc
                         elapsed = trained_s + time.perf_counter() - start
                         records.append(window.record(step=step, epoch=epoch + 1, samples=seen, lr=scheduler.get_last_lr()[0],
-                                                     seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1)))
+                                                     seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1), **extra))
                         if metrics_path is not None:
                             write_text(metrics_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
                         if on_record is not None:
                             on_record(records[-1])
                         bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", acc=f"{records[-1]['train_acc']:.3f}",
                                         sps=records[-1]["samples_per_s"])
-                    if state_path is not None and (step == total or stop.requested
+                    if state_path is not None and (step == total or stop.requested or reached
                                                    or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0)):
                         save_state(epoch_rng)
+                    if reached:
+                        break
                     if stop.requested:
                         guard.check(saved)
                         if state_path is None:
                             raise KeyboardInterrupt
                         raise RunInterrupted(state_path.parent, step)
+                if reached:
+                    break
             guard.check(saved)
     finally:
         bar.close()

@@ -174,7 +174,7 @@ def test_a_run_writes_a_complete_and_consistent_run_directory(make_cfg, tmp_path
     model, _ = load_checkpoint(run_dir / "model.pt")
     task = RandomImages(with_val=True)
     splits = task.load()
-    clf = Classifier(task, *task.normalisation(splits["train"]), torch.device("cpu"))
+    clf = Classifier(task, *task.normalisation(splits["train"]), torch.device("cpu"), "fp32")  # exact sums
     test = DeviceSplit(splits["test"].images, splits["test"].labels)
     assert clf.accuracy(model, test, 7) == result.accuracy == records[-1]["test_acc"]
     assert result.parameters == sum(p.numel() for p in model.parameters())
@@ -213,7 +213,7 @@ def test_folding_a_hand_set_parallel_swrn_keeps_its_accuracy(tmp_path):
         for stage in model.stages:
             stage.bank.coefficients.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0])[:, None] * torch.randn(3))  # (4, 3)
     splits = task.load()
-    clf = Classifier(task, *task.normalisation(splits["train"]), torch.device("cpu"))
+    clf = Classifier(task, *task.normalisation(splits["train"]), torch.device("cpu"), "fp32")  # exact sums
     test = DeviceSplit(splits["test"].images, splits["test"].labels)
     before = clf.accuracy(model, test, 64)
     fold = analyse(model, clf, test, OmegaConf.create(dict(fold_threshold=0.99, batch_size=16)), tmp_path, before)

@@ -84,9 +84,9 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
                             "templates": 2, "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "checkpoint_every": 200,
-                            "loop_weight": 0.0}
+                            "loop_weight": 0.0, "stop_at_acc": None, "probe_size": 512}
     assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99, "halt_after": 0}
-    assert (cfg["seed"], cfg["device"], cfg["progress"], cfg["resume"]) == (0, "auto", True, None)
+    assert (cfg["seed"], cfg["device"], cfg["progress"], cfg["resume"], cfg["precision"]) == (0, "auto", True, None, "auto")
     # The schema's defaults are these defaults: a TrainConfig() in a test is the command line's.
     assert asdict(TrainConfig()) == cfg["train"] and asdict(EvalConfig()) == cfg["eval"]
 
@@ -122,7 +122,8 @@ def test_the_study_experiments_run_the_settings_of_the_reference_study(task, stu
         c = OmegaConf.to_container(compose_config(f"+experiment=study_{task}", f"model={model}"), resolve=True)
         assert c["task"]["_target_"].endswith({"maze": "MazeTask", "prefix_sums": "PrefixSumsTask"}[task])
         assert c["size"] == study["size"] and c["eval"] == study["eval"]
-        assert c["train"] == {**study["train"], "checkpoint_every": 200, "loop_weight": 0.1 if model == "depth_k2_loopreg" else 0.0}
+        assert c["train"] == {**study["train"], "checkpoint_every": 200, "loop_weight": 0.1 if model == "depth_k2_loopreg" else 0.0,
+                              "stop_at_acc": None, "probe_size": 512}
         assert c["model"]["name"] == model and c["model"]["width"] == 32 and c["model"]["recall"] is True
         if model in expected:
             assert (c["model"]["depth"], c["model"]["templates"]) == expected[model]

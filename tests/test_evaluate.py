@@ -64,7 +64,7 @@ def _code_bits(codes: torch.Tensor) -> torch.Tensor:
 class ScheduleNet(torch.nn.Module):
     """Samples following ``schedule`` (per sample ``(kind, start, a_right, b_right)``). The state
     ``(N, 2, L)`` is the input and the iteration count, so the evaluator can resume it after
-    dropping samples (``states``, ``head``); ``computed`` counts the sample-iterations run."""
+    dropping samples (``states``, ``logits``); ``computed`` counts the sample-iterations run."""
 
     iteration_limit = None
 
@@ -85,9 +85,9 @@ class ScheduleNet(torch.nn.Module):
 
     def iter_logits(self, x: torch.Tensor, iters: int):
         for h in self.states(x, iters):
-            yield self.head(h)
+            yield self.logits(h)
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
         bits = (h[:, 0] > 0).long()  # (N, L)
         t = int(h[0, 1, 0])
         i = (bits[:, :ID_BITS] << torch.arange(ID_BITS)).sum(1)  # (N,) sample ids

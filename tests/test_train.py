@@ -8,6 +8,7 @@ from benchmark.config import TrainConfig
 from benchmark.evaluate import accuracy_per_iteration
 from benchmark.model import RecurrentConvNet
 from benchmark.train import MetricsWindow, draw_progressive_split, fit, masked_cross_entropy, progressive_loss, warmup_cosine
+from benchmark.train_state import read_train_state
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -157,3 +158,28 @@ def test_a_tiny_task_is_learned():
     fit(model, task, task.dataset(8, 2000, seed=0), cfg, torch.device("cpu"), seed=0, progress=False)
     accuracy = accuracy_per_iteration(model, task, task.dataset(8, 500, seed=1), 3, 500, torch.device("cpu"))
     assert accuracy[-1] > 0.9
+
+
+def test_training_stops_once_the_probe_reaches_stop_at_acc(tmp_path):
+    """``train.stop_at_acc``: the first record whose probe accuracy (the model at ``iters`` on the
+    first ``probe_size`` training samples, recomputed here) reaches the target ends training there;
+    the epochs are only the cap. Without a target every epoch runs and no probe is logged."""
+    task = PrefixSumsTask()
+    data = task.dataset(6, 512, seed=0)
+    base = dict(epochs=30, batch_size=32, lr=5e-3, warmup_steps=10, iters=3, alpha=0.0, detach_extra=0, log_every=8,
+                checkpoint_every=0, probe_size=128)
+    torch.manual_seed(0)
+    model = RecurrentConvNet(task.spec, width=16, templates=None)
+    records = fit(model, task, data, TrainConfig(**base, stop_at_acc=0.6), torch.device("cpu"), seed=0, progress=False,
+                  state_path=tmp_path / "train_state.pt")
+    total = base["epochs"] * (512 // 32)
+    assert records[-1]["step"] < total and records[-1]["probe_acc"] >= 0.6
+    assert all(r["probe_acc"] < 0.6 for r in records[:-1])
+    x, y = data[:128]
+    with torch.no_grad():
+        assert task.score(x, y, model(x, 3).argmax(1)).float().mean().item() == pytest.approx(records[-1]["probe_acc"], abs=1e-4)
+    assert read_train_state(tmp_path / "train_state.pt")["step"] == records[-1]["step"]  # resumable where it stopped
+    torch.manual_seed(0)
+    unbounded = fit(RecurrentConvNet(task.spec, width=16, templates=None), task, data, TrainConfig(**{**base, "epochs": 2}),
+                    torch.device("cpu"), seed=0, progress=False)
+    assert unbounded[-1]["step"] == 2 * (512 // 32) and all("probe_acc" not in r for r in unbounded)
