@@ -213,5 +213,30 @@ def plot_settling(result: EvalResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_study_extrapolation(frame: pd.DataFrame, path: Path) -> Path:
+    """Accuracy against test-time iterations, one panel per task (its biggest test size), one line
+    per model (mean over seeds, band min..max), the training depth dashed.
+
+    ``frame``: long table (task, size, train_iters, model, seed, iteration, accuracy), e.g.
+    ``benchmark.study.study_curves``. The legend sits right of the last panel, off the curves.
+    """
+    tasks = sorted(frame["task"].unique())
+    models = sorted(frame["model"].unique())
+    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.4, 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = frame[frame["task"] == task]
+        sns.lineplot(data=part, x="iteration", y="accuracy", hue="model", hue_order=[m for m in models if m in set(part["model"])],
+                     palette=palette, estimator="mean", errorbar=("pi", 100), ax=ax, legend=ax is axes[0][-1])
+        for depth in sorted(part["train_iters"].unique()):
+            ax.axvline(depth, color="grey", linestyle="--", linewidth=1)
+        ax.text(0.01, 0.98, "dashed: training depth", transform=ax.transAxes, fontsize=8, va="top", color="grey")
+        ax.set(title=f"{task}, test size {part['size'].max()}", ylim=(-0.02, 1.02), xlabel="test-time iterations",
+               ylabel="exact-match accuracy")
+    axes[0][-1].legend(title="model (band: min..max over seeds)", bbox_to_anchor=(1.03, 1.0), loc="upper left", fontsize=8,
+                       title_fontsize=9, frameon=False)
+    return save_figure(fig, path)
+
+
 if __name__ == "__main__":
     main()
