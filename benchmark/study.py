@@ -276,7 +276,7 @@ def loops_table(runs: list[StudyRun]) -> pd.DataFrame:
                          parameters_before=rep.parameters_before, parameters_after=rep.parameters_after,
                          fold_delta_points=fold_delta_points(r),
                          paired_cos=paired_cosine(r.similarity) if r.similarity is not None else math.nan,
-                         lsm_png=str(r.run_dir / "lsm.png")))
+                         run=str(r.run_dir)))
     return pd.DataFrame(rows)
 
 
@@ -485,7 +485,8 @@ def study(folders: list[Path], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     curves = study_curves(runs)
     figure = plot_study_extrapolation(curves, out / "study.png") if not curves.empty else None
-    lsm_examples = {task: Path(g["lsm_png"].iloc[0]) for task, g in loops.groupby("task")} if not loops.empty else {}
+    # One LSM heatmap per task, of its first depth-wise run (each run draws its own lsm.png).
+    lsm_examples = {task: Path(g["run"].iloc[0]) / "lsm.png" for task, g in loops.groupby("task")} if not loops.empty else {}
     sections = [
         "## Training speed", f"Steps and wall seconds to the first record whose probe accuracy reaches train.stop_at_acc; "
         f"mean ± sd over the runs that reached it; the median counts a miss as slower than every hit.", speed_markdown(speed),
@@ -493,7 +494,7 @@ def study(folders: list[Path], out: Path) -> dict[str, Any]:
         "## Paired speed comparisons at equal depth", "Ratio below 1: the shared model reached the target in fewer steps or seconds.",
         comparisons_markdown(comparisons) if not comparisons.empty else "No pairs at equal depth and width.",
         "## Loops of the depth-wise models", loops_markdown(loops) if not loops.empty else "No depth-wise runs with a fold.",
-        *(f"LSM over depth, {task}: {_relative(path, out)}" for task, path in lsm_examples.items()),
+        *(f"LSM over depth, {task}: ![LSM]({_relative(path, out)})" for task, path in lsm_examples.items() if path.exists()),
         "## Loops and the loop regulariser over seeds", loop_summary_markdown(summary) if not summary.empty else "-",
         "## Extrapolation: unfolded, folded, hard recurrence", extrapolation_markdown(extrapolation) if not extrapolation.empty else "-",
         *([f"![extrapolation]({figure.name})"] if figure else []),
