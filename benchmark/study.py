@@ -36,7 +36,7 @@ import argparse
 import math
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from benchmark.config import ConfigError, exit_on_user_error
+from benchmark.config import ConfigError, exit_on_user_error, size_name
 from benchmark.fileio import write_json, write_text
 from benchmark.plot import plot_study_extrapolation, read_metrics
 from benchmark.report import find_runs, incomplete_runs, is_classification_run, read_run
@@ -65,7 +65,7 @@ class StudyRun:
     """
 
     run_dir: Path
-    task: str
+    task: str  # the task, with its size setting (e.g. ``prefix_sums train32_test512``) where the folders hold several
     model: str
     seed: int
     kind: str
@@ -83,6 +83,7 @@ class StudyRun:
     evaluation: EvalResult
     fold: FoldResult | None
     similarity: SimilarityRecord | None
+    size_setting: str = ""  # ``benchmark.config.size_name`` of the run's size config
 
     @property
     def train_size(self) -> int:
@@ -126,7 +127,7 @@ def read_study_run(run_dir: Path) -> StudyRun:
         target=float(target), reached_step=None if hit is None else hit["step"],
         reached_seconds=None if hit is None else hit["seconds"], steps=metrics[-1]["step"], seconds=metrics[-1]["seconds"],
         cap=int(cfg.train.epochs) * (int(cfg.size.n_train) // int(cfg.train.batch_size)),  # the loader drops the last partial batch
-        final_probe_acc=metrics[-1].get("probe_acc"), evaluation=evaluation,
+        final_probe_acc=metrics[-1].get("probe_acc"), evaluation=evaluation, size_setting=size_name(cfg.size),
         fold=FoldResult.read(fold_path) if fold_path.exists() else None,
         similarity=SimilarityRecord.read(lsm_path) if lsm_path.exists() else None)
 
@@ -139,9 +140,22 @@ def read_study(folders: list[Path]) -> list[StudyRun]:
             unfinished = len(incomplete_runs(folders))
             raise ConfigError(f"no finished puzzle run directories (folders with eval.json and config.yaml) under "
                               f"{', '.join(map(str, folders))}" + (f" ({unfinished} incomplete)." if unfinished else "."))
-        return [read_study_run(d) for d in run_dirs]
+        runs = [read_study_run(d) for d in run_dirs]
     except ResultFormatError as err:
         raise ConfigError(str(err)) from err
+    # A task studied at several size settings (separate sweeps) is one study per setting.
+    settings = {task: {r.size_setting for r in runs if r.task == task} for task in {r.task for r in runs}}
+    return [replace(r, task=f"{r.task} {r.size_setting}") if len(settings[r.task]) > 1 else r for r in runs]
+
+
+def duplicate_notes(runs: list[StudyRun]) -> list[str]:
+    """One line per task, model and seed trained more than once (every table counts each run;
+    pairings by seed use the last)."""
+    counts: dict[tuple[str, str, int], int] = {}
+    for r in runs:
+        counts[(r.task, r.model, r.seed)] = counts.get((r.task, r.model, r.seed), 0) + 1
+    return [f"note: {task} / {model} seed {seed} has {n} runs; the tables count each, pairings by seed use the last."
+            for (task, model, seed), n in sorted(counts.items()) if n > 1]
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -170,9 +184,9 @@ def loop_positions(fold: FoldResult) -> int:
 
 
 def loop_ranges(fold: FoldResult) -> str:
-    """The loops as position ranges, e.g. ``0-3 4 5-19``."""
-    return " ".join(f"{loop.positions[0]}-{loop.positions[-1]}" if len(loop.positions) > 1 else str(loop.positions[0])
-                    for loop in fold.report.loops)
+    """The loops of two positions or more as position ranges, e.g. ``0-3 7-9`` (``none``: every
+    position stayed its own layer); the other positions each stayed a layer of their own."""
+    return " ".join(f"{loop.positions[0]}-{loop.positions[-1]}" for loop in fold.report.loops if len(loop.positions) > 1) or "none"
 
 
 def paired_cosine(similarity: SimilarityRecord) -> float:
@@ -271,7 +285,7 @@ def loops_table(runs: list[StudyRun]) -> pd.DataFrame:
     for r in depthwise_runs(runs):
         rep = r.fold.report
         rows.append(dict(task=r.task, model=r.model, seed=r.seed, loop_weight=r.loop_weight, positions=rep.positions,
-                         loops=loop_ranges(r.fold), num_loops=rep.num_loops, loop_positions=loop_positions(r.fold),
+                         loops=loop_ranges(r.fold), loop_members=[loop.positions for loop in rep.loops], num_loops=rep.num_loops, loop_positions=loop_positions(r.fold),
                          block_weights_before=rep.block_weights_before, block_weights_after=rep.block_weights_after,
                          parameters_before=rep.parameters_before, parameters_after=rep.parameters_after,
                          fold_delta_points=fold_delta_points(r),
@@ -401,7 +415,7 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> str:
 
 
 def loops_markdown(loops: pd.DataFrame) -> str:
-    return _table(["task", "model", "seed", "loops (positions)", "loops", "positions in loops >= 2", "block weights before → after",
+    return _table(["task", "model", "seed", "loops of >= 2 positions", "loops", "positions in loops >= 2", "block weights before → after",
                    "params before → after", "fold change at training size (points)", "mean abs cos of paired layers"],
                   ([r.task, r.model, r.seed, r.loops, r.num_loops, f"{r.loop_positions}/{r.positions}",
                     f"{r.block_weights_before} → {r.block_weights_after}", f"{r.parameters_before:,} → {r.parameters_after:,}",
@@ -477,7 +491,7 @@ def study(folders: list[Path], out: Path) -> dict[str, Any]:
     """Write study.md, study.json and study.png to ``out``; returns what study.json holds."""
     runs = read_study(folders)
     speed = speed_table(runs)
-    warnings = cap_warnings(runs, speed)
+    warnings = cap_warnings(runs, speed) + duplicate_notes(runs)
     comparisons = comparisons_table(runs, speed)
     loops, extrapolation = loops_table(runs), extrapolation_table(runs)
     summary = loop_summary(loops, extrapolation)

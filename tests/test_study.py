@@ -29,7 +29,7 @@ def _write_run(root: Path, model: str, seed: int, reach: int | None, steps: int,
     ``reach`` (None: never; seconds = steps / 10) and training ends at ``steps``."""
     run_dir = root / "prefix_sums" / "train6_test8" / model / f"run-seed{seed}"
     run_dir.mkdir(parents=True)
-    cfg = dict(model=dict(name=model, **MODELS[model]), size=dict(n_train=100),
+    cfg = dict(model=dict(name=model, **MODELS[model]), size=dict(train=TRAIN, test=[TEST], n_train=100),
                train=dict(stop_at_acc=0.9, epochs=epochs, batch_size=10, loop_weight=0.0))
     if "templates" not in MODELS[model]:
         cfg["model"].pop("templates", None)
@@ -143,12 +143,13 @@ def test_paired_comparisons_at_equal_depth(known_study, tmp_path):
 def test_loops_fold_changes_and_paired_cosines(known_study, tmp_path):
     data = study.study([known_study], tmp_path / "out")
     loops = {r["seed"]: r for r in data["loops"]}
-    assert [loops[s]["loops"] for s in (0, 1, 2)] == ["0-1 2", "0-2", "0-1 2"]
+    assert [loops[s]["loops"] for s in (0, 1, 2)] == ["0-1", "0-2", "0-1"]
+    assert loops[0]["loop_members"] == [[0, 1], [2]]
     assert [loops[s]["loop_positions"] for s in (0, 1, 2)] == [2, 3, 2]
     assert [loops[s]["paired_cos"] for s in (0, 1, 2)] == pytest.approx([0.5, 1.0, 0.5])
     assert loops[0]["fold_delta_points"] == pytest.approx(-0.05) and loops[1]["fold_delta_points"] == 0.0
     md = (tmp_path / "out" / "study.md").read_text()
-    assert "| prefix_sums | depth_k2 | 0 | 0-1 2 | 2 | 2/3 | 12 → 8 | 400 → 300 | -0.050 | 0.500 |" in md
+    assert "| prefix_sums | depth_k2 | 0 | 0-1 | 2 | 2/3 | 12 → 8 | 400 → 300 | -0.050 | 0.500 |" in md
     (summary,) = data["loop_summary"]
     assert summary["loop_positions_mean"] == pytest.approx(7 / 3) and summary["paired_cos_mean"] == pytest.approx(2 / 3)
     assert summary["paired_cos_sd"] == pytest.approx(math.sqrt(1 / 12)) and summary["max_abs_fold_delta_points"] == pytest.approx(0.05)
@@ -244,3 +245,19 @@ def test_the_figure_draws_folded_depthwise_models_beside_recurrence_on_the_bigge
     assert set(curves["size"]) == {TEST} and set(curves["train_iters"]) == {ITERS}
     folded = curves[(curves["model"] == "depth_k2 (folded)") & (curves["seed"] == 0)].sort_values("iteration")
     assert folded["accuracy"].tolist() == [0.0, 0.1, 0.5, 0.7, 0.8, 0.8]  # the fold's evaluation, not the original's
+
+
+def test_a_task_at_two_size_settings_is_two_studies_and_repeated_seeds_are_noted(known_study, tmp_path):
+    other = tmp_path / "other"
+    _write_run(other, "recurrent", 0, 10, 10, [0.2, 0.4, 0.6, 0.6, 0.5, 0.5])
+    config = next(other.rglob("config.yaml"))
+    cfg = OmegaConf.load(config)
+    cfg.size.train, cfg.size.test = TRAIN, [TEST, 16]
+    write_text(config, OmegaConf.to_yaml(cfg))
+    data = study.study([known_study, other], tmp_path / "out")
+    assert {r["task"] for r in data["speed"]} == {"prefix_sums train6_test8", "prefix_sums train6_test8-16"}
+    assert not any(line.startswith("note:") for line in data["cap_warnings"])
+    _write_run(tmp_path / "again", "recurrent", 0, 10, 10, [0.2, 0.4, 0.6, 0.6, 0.5, 0.5])
+    data = study.study([known_study, tmp_path / "again"], tmp_path / "out")
+    assert data["cap_warnings"][-1] == ("note: prefix_sums / recurrent seed 0 has 2 runs; the tables count each, "
+                                        "pairings by seed use the last.")
