@@ -230,11 +230,12 @@ def plot_study_extrapolation(frame: pd.DataFrame, path: Path) -> Path:
                      palette=palette, estimator="mean", errorbar=("pi", 100), ax=ax, legend=ax is axes[0][-1])
         for depth in sorted(part["train_iters"].unique()):
             ax.axvline(depth, color="grey", linestyle="--", linewidth=1)
-        ax.text(0.01, 0.98, "dashed: training depth", transform=ax.transAxes, fontsize=8, va="top", color="grey")
         ax.set(title=f"{task}, test size {part['size'].max()}", ylim=(-0.02, 1.02), xlabel="test-time iterations",
                ylabel="exact-match accuracy")
-    axes[0][-1].legend(title="model (band: min..max over seeds)", bbox_to_anchor=(1.03, 1.0), loc="upper left", fontsize=8,
-                       title_fontsize=9, frameon=False)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    handles.append(matplotlib.lines.Line2D([], [], color="grey", linestyle="--", linewidth=1))
+    axes[0][-1].legend(handles, [*labels, "training depth"], title="model (band: min..max over seeds)", bbox_to_anchor=(1.03, 1.0),
+                       loc="upper left", fontsize=8, title_fontsize=9, frameon=False)
     return save_figure(fig, path)
 
 
