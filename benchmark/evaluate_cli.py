@@ -149,9 +149,11 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "data"
 
 
-def _precision_tag(model: torch.nn.Module) -> str:
-    """The file-name part for the precision: empty for fp32 (every file from before the option)."""
-    return "_bf16" if getattr(model, "precision", "fp32") == "bf16" else ""
+def _precision_tag(model: torch.nn.Module, cfg: dict) -> str:
+    """The file-name part for the precision: empty when it is the one the run trained in (fp32
+    for runs from before the option), else ``_fp32`` or ``_bf16``."""
+    used = getattr(model, "precision", "fp32")
+    return "" if used == cfg.get("precision", "fp32") else f"_{used}"
 
 
 def load_run(run_dir: Path, device_name: str, precision_name: str | None = None) -> tuple[torch.nn.Module, Checkpoint, dict, torch.device]:
@@ -195,7 +197,7 @@ def run(argv: list[str] | None = None) -> dict:
     if args.data is not None:
         size, data, digest = _external_data(task, args.data)
         test_sets = {size: data}
-        name = f"eval_data-{_safe(args.data.stem)}-{digest[:12]}_iters{args.iters}{_precision_tag(model)}.json"
+        name = f"eval_data-{_safe(args.data.stem)}-{digest[:12]}_iters{args.iters}{_precision_tag(model, cfg)}.json"
         title = f"{args.run_dir} on {args.data} ({len(data)} samples of size {size})"
     else:
         for size in args.sizes:
@@ -206,7 +208,7 @@ def run(argv: list[str] | None = None) -> dict:
         sizes = list(dict.fromkeys(args.sizes))
         # Test data as the run made it: its first n samples are the run's own test samples.
         test_sets = {s: task.dataset(s, args.n, seed=data_seeds(cfg["seed"])[1]) for s in sizes}
-        name = f"eval_sizes{'-'.join(map(str, sizes))}_iters{args.iters}_n{args.n}{_precision_tag(model)}.json"
+        name = f"eval_sizes{'-'.join(map(str, sizes))}_iters{args.iters}_n{args.n}{_precision_tag(model, cfg)}.json"
         title = f"{args.run_dir} ({args.n} samples per size)"
 
     if args.halt:

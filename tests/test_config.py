@@ -101,30 +101,42 @@ def test_every_train_config_keeps_what_it_does_not_change():
     assert compose_config("+experiment=maze_gpu").train.detach_extra == 20
 
 
+STUDY_MODELS = ["recurrent", "shared_k2", "feedforward", "depth_k2", "shared_k1", "shared_k4", "depth_k2_tail", "depth_k2_loopreg"]
+
+
 @pytest.mark.parametrize(
-    "task,study",
-    [("maze", dict(size=dict(train=9, test=[15], n_train=10000, n_test=1000), eval=dict(iters=60, batch_size=256, fold_threshold=0.99, halt_after=0),
-                   train=dict(epochs=3, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, alpha=1.0,
-                              iters=20, detach_extra=0, log_every=50))),
-     ("prefix_sums", dict(size=dict(train=32, test=[128], n_train=10000, n_test=1000),
-                          eval=dict(iters=128, batch_size=500, fold_threshold=0.99, halt_after=0),
-                          train=dict(epochs=5, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, alpha=1.0,
-                                     iters=30, detach_extra=0, log_every=20)))],
+    "task,study,looped",
+    [("maze", dict(size=dict(train=9, test=[15], n_train=20000, n_test=500), eval=dict(iters=100, batch_size=250, fold_threshold=0.99, halt_after=0),
+                   train=dict(epochs=16, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=20, log_every=25,
+                              checkpoint_every=200, stop_at_acc=0.99, probe_size=512)),
+      dict(alpha=1.0, detach_extra=20)),
+     ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=500),
+                          eval=dict(iters=300, batch_size=500, fold_threshold=0.99, halt_after=0),
+                          train=dict(epochs=30, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
+                                     log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512)),
+      dict(alpha=1.0, detach_extra=0))],
 )
-def test_the_study_experiments_run_the_settings_of_the_reference_study(task, study):
-    """The settings results/reference/sharing_* ran with (scripts/sharing_study.sh, now +experiment=study_<task>)."""
+def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):
+    """+experiment=study_<task>: the shared settings spelt out, training until 99% on the probe or
+    the cap, two one-thread jobs; the loss and init from each family's model config: the
+    full-depth loss and the depth-wise init for the fixed-depth stacks, the task's progressive
+    loss for the looped blocks."""
     cfg = compose_config(f"+experiment=study_{task}", hydra=True)
-    assert cfg.hydra.sweeper.params.seed == "0,1,2"
+    assert cfg.hydra.sweeper.params.seed == "0,1,2" and cfg.hydra.launcher.n_jobs == 2
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
     models = cfg.hydra.sweeper.params.model.split(",")
-    assert models == ["feedforward", "recurrent", "shared_k1", "shared_k2", "shared_k4", "depth_k2", "depth_k2_tail", "depth_k2_loopreg"]
+    assert models == STUDY_MODELS
     expected = {"depth_k2": (20 if task == "maze" else 30, 2), "depth_k2_tail": (10, 2), "shared_k1": (1, 1), "shared_k4": (1, 4)}
     for model in models:
         c = OmegaConf.to_container(compose_config(f"+experiment=study_{task}", f"model={model}"), resolve=True)
         assert c["task"]["_target_"].endswith({"maze": "MazeTask", "prefix_sums": "PrefixSumsTask"}[task])
         assert c["size"] == study["size"] and c["eval"] == study["eval"]
-        assert c["train"] == {**study["train"], "checkpoint_every": 200, "loop_weight": 0.1 if model == "depth_k2_loopreg" else 0.0,
-                              "stop_at_acc": None, "probe_size": 512}
+        fixed_depth = model == "feedforward" or model.startswith("depth_")
+        recipe = dict(alpha=0.0, detach_extra=looped["detach_extra"]) if fixed_depth else looped
+        assert c["train"] == {**study["train"], **recipe, "loop_weight": 0.1 if model == "depth_k2_loopreg" else 0.0}
         assert c["model"]["name"] == model and c["model"]["width"] == 32 and c["model"]["recall"] is True
+        if fixed_depth:
+            assert (c["model"]["recall_init"], c["model"]["block_scale"]) == ("kaiming", 0.16)
         if model in expected:
             assert (c["model"]["depth"], c["model"]["templates"]) == expected[model]
 
