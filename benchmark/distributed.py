@@ -35,7 +35,10 @@ def active() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank: the process group's, or torchrun's ``RANK`` before the group exists."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ["RANK"]) if launched() else 0
 
 
 def world_size() -> int:
