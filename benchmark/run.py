@@ -207,10 +207,12 @@ class RunResult:
     fold: FoldResult | None
 
 
-def run(cfg: DictConfig) -> RunResult:
+def run(cfg: DictConfig) -> RunResult | None:
     """Train and evaluate one model as ``cfg`` says; write the run directory; return its results.
 
-    Everything a user can get wrong is checked before anything is generated or written.
+    Everything a user can get wrong is checked before anything is generated or written. Under
+    torchrun (``benchmark.distributed``) every rank trains its share and rank 0 alone writes,
+    evaluates and returns the results; the other ranks return None.
     """
     check_config(cfg)  # the config alone, before anything is built
     apply_threads(cfg)
