@@ -27,6 +27,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from benchmark.bank import COEFFICIENT_INITS
+from benchmark.distributed import env_world_size
 from benchmark.model import RECALL_INITS
 from benchmark.precision import PRECISIONS
 from tasks.base import Task, TaskError
@@ -260,6 +261,9 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     _require(_is_int(train.checkpoint_every) and train.checkpoint_every >= 0,
              f"train.checkpoint_every must be an integer >= 0 (0: save the training state only at the end), got {train.checkpoint_every}.")
     _require(len(size.test) >= 1, "size.test must list at least one test size, e.g. size.test=[13,15].")
+    ranks = env_world_size()
+    _require(train.batch_size % ranks == 0,
+             f"train.batch_size ({train.batch_size}) must be divisible by the {ranks} processes torchrun started (each trains on an equal share of every batch).")
     _require(train.batch_size <= size.n_train,
              f"train.batch_size ({train.batch_size}) must not exceed the training set (size.n_train={size.n_train}).")
     for key, value in (("train.lr", train.lr), ("train.weight_decay", train.weight_decay), ("train.clip", train.clip),

@@ -26,7 +26,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from benchmark import precision
+from benchmark import distributed, precision
 from benchmark.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.config import DEVICE_PATTERN, ConfigError, check_config, data_seeds, size_name
 from benchmark.evaluate import evaluate, format_table
@@ -207,14 +207,27 @@ class RunResult:
     fold: FoldResult | None
 
 
-def run(cfg: DictConfig) -> RunResult:
+def run(cfg: DictConfig) -> RunResult | None:
     """Train and evaluate one model as ``cfg`` says; write the run directory; return its results.
 
-    Everything a user can get wrong is checked before anything is generated or written.
+    Everything a user can get wrong is checked before anything is generated or written. Under
+    torchrun (``benchmark.distributed``) every rank trains its share and rank 0 alone writes,
+    evaluates and returns the results; the other ranks return None.
     """
     check_config(cfg)  # the config alone, before anything is built
     apply_threads(cfg)
-    device = pick_device(cfg.device)
+    device = distributed.rank_device(pick_device(cfg.device))  # under torchrun: cuda:LOCAL_RANK, or the CPU
+    joined = distributed.init(device)  # torchrun's process group (nothing without torchrun)
+    try:
+        return _run(cfg, device)
+    finally:
+        if joined:
+            distributed.teardown()
+
+
+def _run(cfg: DictConfig, device: torch.device) -> RunResult | None:
+    """``run`` once the device is known (and, under torchrun, the process group joined); None on
+    ranks other than 0, which train and stop before evaluation."""
     resolve_precision(cfg, device)
     resume_dir = check_resume(cfg)
     task = build_task(cfg)
@@ -229,10 +242,11 @@ def run(cfg: DictConfig) -> RunResult:
         run_dir = resume_dir
         if (run_dir / STATE_FILE).exists():  # killed before the first state: training starts again there
             state = read_train_state(run_dir / STATE_FILE)
-    else:
+    elif distributed.is_main():  # rank 0 alone makes and writes the run directory
         run_dir = new_run_dir(cfg, task.name)
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         mark_incomplete(run_dir, INCOMPLETE_NOTE)
+    run_dir = distributed.broadcast_object(run_dir if distributed.is_main() else None) if resume_dir is None else run_dir
     log.info("run directory: %s", run_dir)
     try:
         result = _train_and_report(cfg, task, model, device, run_dir, state)
@@ -240,7 +254,8 @@ def run(cfg: DictConfig) -> RunResult:
         if isinstance(err, RunInterrupted):
             raise
         raise RunInterrupted(run_dir, None) from err
-    mark_complete(run_dir)
+    if result is not None:
+        mark_complete(run_dir)
     return result
 
 
@@ -248,29 +263,36 @@ INCOMPLETE_NOTE = "This run has not finished (interrupted, diverged or crashed);
 
 
 def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, device: torch.device, run_dir: Path,
-                      state: dict | None) -> RunResult:
+                      state: dict | None) -> RunResult | None:
     """Everything of ``run`` after the run directory exists: data, training (from ``state`` when
-    resuming), model.pt, evaluation, folding, plots."""
+    resuming), model.pt, evaluation, folding, plots. Under torchrun, ranks other than 0 train
+    (writing nothing) and return None."""
     cache = cfg.cache_dir if cfg.cache_dir else None
     train_seed, test_seed = data_seeds(cfg.seed)
+    main = distributed.is_main()
     t0 = time.perf_counter()
-    train_data = task.dataset(cfg.size.train, cfg.size.n_train, seed=train_seed, cache_dir=cache)
-    test_sizes = sorted({cfg.size.train, *cfg.size.test})
+    with distributed.main_first():  # rank 0 fills the cache, the other ranks then read it
+        train_data = task.dataset(cfg.size.train, cfg.size.n_train, seed=train_seed, cache_dir=cache)
+    test_sizes = sorted({cfg.size.train, *cfg.size.test}) if main else []
     test_sets = {s: task.dataset(s, cfg.size.n_test, seed=test_seed, cache_dir=cache) for s in test_sizes}
     generation_s = time.perf_counter() - t0
 
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{task.name} / {model.name}: {n_params:,} parameters, training on size {cfg.size.train} "
-          f"({len(train_data)} samples), device {device}", flush=True)
+    if main:
+        print(f"{task.name} / {model.name}: {n_params:,} parameters, training on size {cfg.size.train} "
+              f"({len(train_data)} samples), device {device}"
+              + (f", {distributed.world_size()} processes" if distributed.active() else ""), flush=True)
     weight = cfg.train.loop_weight
     regulariser = (lambda m: weight * loop_penalty(m)) if weight > 0 else None
     t0 = time.perf_counter()
-    if state is not None:
+    if state is not None and main:
         print(f"resuming {run_dir} from step {state['step']}", flush=True)
     records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl", seed=cfg.seed,
                   regulariser=regulariser, progress=cfg.progress, state_path=run_dir / STATE_FILE, resume=state,
-                  on_record=metrics_logger(cfg, run_dir, state["step"] if state is not None else None))
+                  on_record=metrics_logger(cfg, run_dir, state["step"] if state is not None else None) if main else None)
     train_s = time.perf_counter() - t0
+    if not main:
+        return None
     save_checkpoint(model, cfg, run_dir / "model.pt")
 
     def score(m: torch.nn.Module) -> EvalResult:
@@ -334,20 +356,21 @@ def resume_command(run_dir: Path) -> str:
 def run_or_exit(run_fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """``run_fn(cfg)``, the way the command line ends it: a user error is one sentence and exit
     status 2; a non-finite loss one sentence and 3; Ctrl-C one line saying how to resume and 130."""
+    say = print if distributed.is_main() else (lambda *args, **kwargs: None)  # under torchrun, rank 0 speaks for all
     try:
         return run_fn(cfg)
     except (ConfigError, TaskError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        say(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except NonFiniteLoss as err:
-        print(f"error: {err}", file=sys.stderr)
+        say(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
     except RunInterrupted as err:
         saved = f"training state saved at step {err.step}" if err.step is not None else "run directory kept"
-        print(f"interrupted ({saved}); resume with: {resume_command(err.run_dir)}", file=sys.stderr, flush=True)
+        say(f"interrupted ({saved}); resume with: {resume_command(err.run_dir)}", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        print("interrupted before the run directory was made; nothing was written.", file=sys.stderr, flush=True)
+        say("interrupted before the run directory was made; nothing was written.", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
 
 

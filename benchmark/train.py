@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from benchmark import distributed
 from benchmark.bank import no_decay_parameters
 from benchmark.config import TrainConfig
 from benchmark.fileio import write_text
@@ -155,13 +156,30 @@ class MetricsWindow:
         self.correct += task.score(inputs, targets, logits.argmax(1)).sum()
         self.count += len(inputs)
 
+    def _counts_over_ranks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(solved, scored) samples summed over the ranks of data-parallel training, as () int64
+        tensors (each rank scored its own slice of the batches; the loss is the global batch's
+        on every rank already, see ``distributed.average_gradients``). One collective."""
+        counts = distributed.sum_over_ranks(torch.stack([self.correct, torch.tensor(self.count, device=self.device)]))
+        return counts[0], counts[1]
+
+    def gather_to_main(self) -> None:
+        """Move every rank's counts into rank 0's window (the others start again from zero), so
+        that the window rank 0 saves in the training state is the whole run's. Call on every rank."""
+        if distributed.active():
+            correct, count = self._counts_over_ranks()
+            main = distributed.is_main()
+            self.correct, self.count = (correct, int(count)) if main else (torch.zeros_like(correct), 0)
+
     def record(self, step: int, epoch: int, samples: int, **extra: float) -> dict:
         """One metrics record: where training stands, the window's mean loss and accuracy, ``extra``.
 
-        Syncs with the device once, then starts a new window.
+        Syncs with the device once (and, data-parallel, sums the counts over ranks: call it on
+        every rank), then starts a new window.
         """
-        loss, correct = float(self.loss_sum) / max(1, self.batches), int(self.correct)
-        record = dict(step=step, epoch=epoch, samples=samples, loss=loss, train_acc=correct / max(1, self.count), **extra)
+        correct, count = self._counts_over_ranks()
+        loss, correct, count = float(self.loss_sum) / max(1, self.batches), int(correct), int(count)
+        record = dict(step=step, epoch=epoch, samples=samples, loss=loss, train_acc=correct / max(1, count), **extra)
         self.reset()
         return record
 
@@ -256,9 +274,28 @@ def fit(
     metrics and every random draw are then those of an uninterrupted run. A NaN or infinite loss
     raises ``NonFiniteLoss``; no state is saved after it. ``on_record`` is called with each record
     once it is in metrics.jsonl (e.g. ``benchmark.run.TensorBoardLog``).
+
+    ``data`` is a ``TensorDataset``; its tensors are moved to ``device`` once, and each batch is
+    gathered there by index (no host copies per step on a GPU). Under torchrun (a process group
+    of N ranks, ``benchmark.distributed``), every rank draws the same global batches of
+    ``cfg.batch_size`` and the same progressive splits from the same ``seed``, trains on its own
+    contiguous 1/N of each batch, and averages the gradients before clipping: the weights are
+    those of one process on the global batch up to rounding. Every rank must call ``fit``; only
+    rank 0 writes ``metrics_path``, ``state_path`` and calls ``on_record``.
     """
     generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
+    ranks, rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size % ranks:
+        raise ValueError(f"train.batch_size ({cfg.batch_size}) must be divisible by the {ranks} processes training it.")
+    share = cfg.batch_size // ranks  # this rank's slice of each global batch: [rank * share, (rank + 1) * share)
+    writes = distributed.is_main()
+    # The whole training set lives on the device: (N, C, *S) and (N, *S), moved once (a no-op on
+    # the CPU). Batches are drawn as indices by a DataLoader over range(N): the very draws (its
+    # base seed, then one permutation per epoch) and order that a DataLoader over the data
+    # itself makes, so the weights on the CPU are bit for bit those of loading the samples.
+    all_inputs, all_targets = (t.to(device) for t in data.tensors)
+    loader = torch.utils.data.DataLoader(range(len(data)), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                         generator=generator)
     if len(loader) == 0:
         raise ValueError(f"train.batch_size ({cfg.batch_size}) is larger than the training set ({len(data)} samples).")
     optimizer = make_optimizer(model, cfg)
@@ -268,6 +305,7 @@ def fit(
     # A fixed-depth model (feed-forward) has no iterations past its depth to learn holding in.
     detach_extra = cfg.detach_extra if getattr(model, "iteration_limit", None) is None else 0
     model.to(device).train()
+    distributed.broadcast_parameters(model)
     records: list[dict] = []
     window = MetricsWindow(device)
     guard = FiniteGuard(device)
@@ -282,6 +320,8 @@ def fit(
         step, seen, trained_s, records = resume["step"], loop["seen"], loop["seconds"], list(loop["records"])
         window.loss_sum, window.correct = loop["window"]["loss_sum"].to(device), loop["window"]["correct"].to(device)
         window.batches, window.count = loop["window"]["batches"], loop["window"]["count"]
+        if not writes:  # the saved counts are every rank's together (gather_to_main): rank 0 holds them
+            window.correct, window.count = torch.zeros_like(window.correct), 0
         saved = (step, state_path) if state_path is not None else None
     # A state saved after step s (1-based) continues inside the epoch that step belongs to: its
     # batch order is redrawn from the generator's state at that epoch's start, its first
@@ -294,6 +334,10 @@ def fit(
     def save_state(epoch_rng: torch.Tensor) -> None:
         nonlocal saved
         guard.check(saved)  # never save weights trained on a non-finite loss
+        window.gather_to_main()
+        if not writes:
+            saved = (step, state_path)
+            return
         loop = dict(epoch_rng=epoch_rng, seen=seen, seconds=trained_s + time.perf_counter() - start, records=records,
                     window=dict(loss_sum=window.loss_sum, correct=window.correct, batches=window.batches, count=window.count))
         save_train_state(state_path, step, model, optimizer, scheduler, generator, loop)
@@ -302,7 +346,7 @@ def fit(
     probe = _Probe(task, data, cfg, device) if cfg.stop_at_acc is not None else None
     reached = False  # the probe accuracy reached cfg.stop_at_acc: training ends there
     start = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not (progress and writes), dynamic_ncols=True)
     try:
         with StopRequest().installed() as stop:
             for epoch in range(first_epoch, cfg.epochs):
@@ -314,20 +358,35 @@ def fit(
                     for _ in range(skip):
                         next(batches)
                     restore_rng(resume["rng"], generator)
-                for inputs, targets in batches:
-                    inputs, targets = inputs.to(device), targets.to(device)
+                for indices in batches:  # (B,) int64 on the host: the global batch
+                    mine = indices[rank * share : (rank + 1) * share].to(device)
+                    inputs, targets = all_inputs[mine], all_targets[mine]  # (B/N, C, *S), (B/N, *S)
                     loss, logits = progressive_loss(model, task, inputs, targets, cfg.iters, cfg.alpha, generator, detach_extra)
                     if regulariser is not None:
                         loss = loss + regulariser(model)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    if ranks > 1:
+                        # Not DistributedDataParallel: it averages gradients only of what ran through
+                        # its own forward, while the progressive loss calls model.run and model.logits
+                        # and leaves the projection without gradient whenever it detaches (DDP would
+                        # then need find_unused_parameters, a graph walk per step). One all-reduce of
+                        # the gradients, weighted by each rank's scored positions, is the same
+                        # arithmetic as one process on the global batch; every rank then clips and
+                        # steps on identical gradients, so the weights stay identical.
+                        loss = distributed.average_gradients(model.parameters(), loss, task.valid(inputs).sum())
                     if cfg.clip > 0:
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                     optimizer.step()
                     scheduler.step()
-                    step, seen = step + 1, seen + len(inputs)
+                    step, seen = step + 1, seen + len(indices)
                     guard.observe(loss, step)
                     log_now = step % cfg.log_every == 0 or step == total
+                    stopping = stop.requested
+                    if ranks > 1:
+                        # Ranks must agree on stopping; agreeing costs a collective and a host sync,
+                        # so Ctrl-C is honoured at the next logged step only.
+                        stopping = log_now and distributed.any_rank(stop.requested, device)
                     window.add_loss(loss)
                     # Training accuracy at iters: free when the full term computed the logits; with
                     # alpha = 1 it costs an extra pass, so it is then measured on logged steps only.
@@ -339,23 +398,23 @@ def fit(
                         guard.check(saved)  # the host syncs here anyway; no NaN reaches metrics.jsonl
                         extra = {}
                         if probe is not None:  # measured before the clock is read: its cost counts as training time
-                            extra["probe_acc"] = probe.accuracy(model, cfg.iters)
+                            extra["probe_acc"] = distributed.broadcast_object(probe.accuracy(model, cfg.iters))  # rank 0's decides
                             reached = extra["probe_acc"] >= cfg.stop_at_acc
                         elapsed = trained_s + time.perf_counter() - start
                         records.append(window.record(step=step, epoch=epoch + 1, samples=seen, lr=scheduler.get_last_lr()[0],
                                                      seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1), **extra))
-                        if metrics_path is not None:
+                        if metrics_path is not None and writes:
                             write_text(metrics_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
-                        if on_record is not None:
+                        if on_record is not None and writes:
                             on_record(records[-1])
                         bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", acc=f"{records[-1]['train_acc']:.3f}",
                                         sps=records[-1]["samples_per_s"])
-                    if state_path is not None and (step == total or stop.requested or reached
+                    if state_path is not None and (step == total or stopping or reached
                                                    or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0)):
                         save_state(epoch_rng)
                     if reached:
                         break
-                    if stop.requested:
+                    if stopping:
                         guard.check(saved)
                         if state_path is None:
                             raise KeyboardInterrupt

@@ -291,3 +291,31 @@ def test_every_task_config_lists_the_options_of_its_dataclass(task_name):
     node = compose_config(f"task={task_name}").task
     task = instantiate(node)
     assert {k: v for k, v in node.items() if k != "_target_"} == asdict(task.Options())
+
+
+@pytest.mark.parametrize(
+    "task,scale",
+    [("maze", dict(task={"_target_": "tasks.maze.MazeTask", "rendering": "e2h"}, width=128, n_train=50000,
+                   train=dict(iters=30, batch_size=128, lr=0.001, epochs=40, detach_extra=20))),
+     ("prefix_sums", dict(task={"_target_": "tasks.prefix_sums.PrefixSumsTask"}, width=400, n_train=10000,
+                          train=dict(iters=30, batch_size=100, lr=0.001, epochs=40, detach_extra=0)))],
+)
+def test_train_paper_composes_to_the_published_scale_of_each_task(task, scale):
+    """``python -m benchmark task=<task> train=paper``: the published width, iterations, training
+    set and rendering (reference.md); the command line still wins; other tasks keep their own."""
+    cfg = OmegaConf.to_container(compose_config(f"task={task}", "train=paper"), resolve=True)
+    assert cfg["task"] == scale["task"] and cfg["model"]["width"] == scale["width"] and cfg["size"]["n_train"] == scale["n_train"]
+    assert {k: cfg["train"][k] for k in scale["train"]} == scale["train"]
+    assert set(cfg) == set(OmegaConf.to_container(compose_config(f"task={task}")))  # no key of its own
+    mine = compose_config(f"task={task}", "train=paper", "model.width=64", "train.batch_size=32")
+    assert (mine.model.width, mine.train.batch_size) == (64, 32)
+    assert compose_config(f"task={task}", "train=gpu").model.width == 32  # only train=paper brings the scale
+    _validate(compose_config(f"task={task}", "train=paper", *TINY, "results_dir=/tmp/unused", "cache_dir=null"))
+
+
+def test_the_maze_gpu_experiment_runs_at_the_published_scale_of_train_paper():
+    gpu = OmegaConf.to_container(compose_config("+experiment=maze_gpu"), resolve=True)
+    paper = OmegaConf.to_container(compose_config("task=maze", "train=paper"), resolve=True)
+    assert gpu["task"] == paper["task"] and gpu["model"] == paper["model"] and gpu["train"] == paper["train"]
+    assert gpu["size"] == {**paper["size"], "train": 9, "test": [13, 15, 33, 59]}
+    assert gpu["eval"]["iters"] == 300

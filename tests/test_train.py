@@ -183,3 +183,28 @@ def test_training_stops_once_the_probe_reaches_stop_at_acc(tmp_path):
     unbounded = fit(RecurrentConvNet(task.spec, width=16, templates=None), task, data, TrainConfig(**{**base, "epochs": 2}),
                     torch.device("cpu"), seed=0, progress=False)
     assert unbounded[-1]["step"] == 2 * (512 // 32) and all("probe_acc" not in r for r in unbounded)
+
+
+def test_batches_gathered_by_index_on_the_device_are_the_data_loaders_batches(monkeypatch):
+    """fit keeps the training set on the device and gathers each batch by index; the batches, in
+    order across epochs, are those a shuffling DataLoader over the samples draws from the same
+    seed (alpha 0: no progressive draws between them, so the loader alone consumes the generator)."""
+    import benchmark.train as train_module
+
+    task = PrefixSumsTask()
+    data = task.dataset(6, 40, seed=0)
+    seen = []
+    real = train_module.progressive_loss
+
+    def recording(model, task, inputs, targets, *args, **kwargs):
+        seen.append((inputs.clone(), targets.clone()))
+        return real(model, task, inputs, targets, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "progressive_loss", recording)
+    cfg = TrainConfig(epochs=3, batch_size=8, iters=2, alpha=0.0, detach_extra=0, warmup_steps=1, log_every=100)
+    fit(RecurrentConvNet(task.spec, width=4, templates=2), task, data, cfg, torch.device("cpu"), seed=11, progress=False)
+    loader = torch.utils.data.DataLoader(data, batch_size=8, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(11))
+    expected = [batch for _ in range(3) for batch in loader]
+    assert len(seen) == len(expected) == 15
+    for (x, y), (ex, ey) in zip(seen, expected):
+        assert torch.equal(x, ex) and torch.equal(y, ey)
