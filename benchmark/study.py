@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -487,10 +488,14 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def study(folders: list[Path], out: Path) -> dict[str, Any]:
-    """Write study.md, study.json and study.png to ``out``; returns what study.json holds."""
+def study(folders: list[Path], out: Path, step_cost: int = 0) -> dict[str, Any]:
+    """Write study.md, study.json and study.png to ``out``; returns what study.json holds.
+
+    ``step_cost`` > 0: also time each model's training step (``step_costs``, that many steps per
+    measurement) and convert steps to target into seconds at equal load."""
     runs = read_study(folders)
     speed = speed_table(runs)
+    costs = step_costs(runs, steps=step_cost) if step_cost > 0 else None
     warnings = cap_warnings(runs, speed) + duplicate_notes(runs)
     comparisons = comparisons_table(runs, speed)
     loops, extrapolation = loops_table(runs), extrapolation_table(runs)
@@ -505,6 +510,9 @@ def study(folders: list[Path], out: Path) -> dict[str, Any]:
         "## Training speed", f"Steps and wall seconds to the first record whose probe accuracy reaches train.stop_at_acc; "
         f"mean ± sd over the runs that reached it; the median counts a miss as slower than every hit.", speed_markdown(speed),
         *(warnings or [f"Cap rule held: every run reached the target or trained >= {CAP_FACTOR}x the fastest family's median steps."]),
+        *(["## Seconds per step, measured side by side", f"Each model's own training step, {step_cost} steps per measurement, "
+           f"models interleaved, one thread, median of 3 (``--step-cost``): the study's wall seconds above include whatever else "
+           f"ran on the machine.", step_cost_markdown(costs, speed)] if costs is not None else []),
         "## Paired speed comparisons at equal depth", "Ratio below 1: the shared model reached the target in fewer steps or seconds.",
         comparisons_markdown(comparisons) if not comparisons.empty else "No pairs at equal depth and width.",
         "## Loops of the depth-wise models", loops_markdown(loops) if not loops.empty else "No depth-wise runs with a fold.",
@@ -515,10 +523,76 @@ def study(folders: list[Path], out: Path) -> dict[str, Any]:
         "## The paper's claims", claims_markdown(claims),
     ]
     write_text(out / "study.md", "\n\n".join(sections) + "\n")
-    data = dict(cap_warnings=warnings, speed=_records(speed), comparisons=_records(comparisons), loops=_records(loops),
+    data = dict(cap_warnings=warnings, speed=_records(speed), step_costs=_records(costs) if costs is not None else [], comparisons=_records(comparisons), loops=_records(loops),
                 loop_summary=_records(summary), extrapolation=_records(extrapolation), claims=_records(claims))
     write_json(out / "study.json", data)
     return data
+
+
+# ---------------------------------------------------------------------------- step cost
+def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: int = 1) -> pd.DataFrame:
+    """Seconds per training step of each (task, model), measured in this process, interleaved.
+
+    The runs' own wall seconds are only comparable when the machine was quiet; a study whose jobs
+    shared the cores with other work is timed again here: for the first run of each model, its
+    own training step (``benchmark.train.progressive_loss`` with the run's alpha, iterations,
+    detached extra iterations, loop regulariser, clipping, optimizer and precision) on
+    ``train.batch_size`` samples of its training size, ``steps`` steps per measurement after one
+    warm-up step, the models interleaved within each of ``repeats`` rounds (A B C A B C) so that
+    load drifts hit all alike. The medians then turn steps to target into seconds at equal load.
+    """
+    import torch
+
+    from benchmark.checkpoint import load_checkpoint
+    from benchmark.config import TrainConfig
+    from benchmark.loop_regulariser import loop_penalty
+    from benchmark.train import make_optimizer, progressive_loss
+
+    torch.set_num_threads(threads)
+    first: dict[tuple[str, str], StudyRun] = {}
+    for r in sorted(runs, key=lambda r: (r.task, r.model, r.seed)):
+        first.setdefault((r.task, r.model), r)
+    steppers = {}
+    for key, r in first.items():
+        cfg = OmegaConf.load(r.run_dir / "config.yaml")
+        model, ckpt = load_checkpoint(r.run_dir / "model.pt", map_location="cpu")
+        model.precision = cfg.get("precision", "fp32")
+        train = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+        detach_extra = train.detach_extra if model.iteration_limit is None else 0  # as fit does
+        x, y = ckpt.task.dataset(r.train_size, train.batch_size, seed=0).tensors
+        optimizer, generator = make_optimizer(model, train), torch.Generator().manual_seed(0)
+
+        def step(model=model, train=train, x=x, y=y, optimizer=optimizer, generator=generator, task=ckpt.task,
+                 detach_extra=detach_extra) -> None:
+            loss, _ = progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra)
+            if train.loop_weight > 0:
+                loss = loss + train.loop_weight * loop_penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if train.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train.clip)
+            optimizer.step()
+
+        model.train()
+        step()  # warm-up: oneDNN picks its kernels on the first call
+        steppers[key] = step
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in steppers}
+    for _ in range(repeats):
+        for key, step in steppers.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[key].append((time.perf_counter() - start) / steps)
+    return pd.DataFrame([dict(task=task, model=model, seconds_per_step=float(np.median(t)), repeats=t, threads=threads)
+                         for (task, model), t in times.items()])
+
+
+def step_cost_markdown(costs: pd.DataFrame, speed: pd.DataFrame) -> str:
+    merged = speed.merge(costs, on=["task", "model"])
+    return _table(["task", "model", "seconds per step (median)", "steps to target: median", "seconds to target at that cost: median"],
+                  ([r.task, r.model, f"{r.seconds_per_step:.3f}", _steps(r.steps_median),
+                    _steps(r.steps_median) if not math.isfinite(r.steps_median) else f"{r.steps_median * r.seconds_per_step:.0f}"]
+                   for r in merged.itertuples()))
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -532,9 +606,13 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="The sharing study's tables (training speed, loops, claims) and figure.")
     parser.add_argument("folders", nargs="+", type=Path, help="folders searched recursively for run directories")
     parser.add_argument("--out", type=Path, help="where to write study.md, study.json, study.png (default: the first folder)")
+    parser.add_argument("--step-cost", type=int, default=0, metavar="STEPS",
+                        help="also time each model's training step side by side (STEPS per measurement; 0: no)")
     args = parser.parse_args(argv)
+    if args.step_cost < 0:
+        raise ConfigError(f"--step-cost must be an integer >= 0 (0: no timing), got {args.step_cost}.")
     out = args.out or args.folders[0]
-    data = study(args.folders, out)
+    data = study(args.folders, out, args.step_cost)
     print((out / "study.md").read_text(), end="")
     for line in data["cap_warnings"]:  # also in study.md; repeated where a terminal shows it last
         print(line, file=sys.stderr)

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -261,3 +262,27 @@ def test_a_task_at_two_size_settings_is_two_studies_and_repeated_seeds_are_noted
     data = study.study([known_study, tmp_path / "again"], tmp_path / "out")
     assert data["cap_warnings"][-1] == ("note: prefix_sums / recurrent seed 0 has 2 runs; the tables count each, "
                                         "pairings by seed use the last.")
+
+
+def test_step_costs_time_each_models_own_training_step_side_by_side(real_study, tmp_path, monkeypatch):
+    """``--step-cost``: one row per (task, model), each a median of its repeats, and the study's
+    seconds-to-target at that cost = median steps to target x seconds per step."""
+    runs = study.read_study([real_study])
+    calls = []
+    real = study.time.perf_counter
+    monkeypatch.setattr(study.time, "perf_counter", lambda: calls.append(1) or real())
+    costs = study.step_costs(runs, steps=2, repeats=3)
+    assert sorted(costs["model"]) == ["depth_k2", "depth_k2_loopreg", "feedforward", "recurrent"]
+    assert len(calls) == 2 * 3 * 4  # a start and an end per measurement: 3 rounds of 4 models
+    for row in costs.itertuples():
+        assert len(row.repeats) == 3 and row.seconds_per_step == pytest.approx(float(np.median(row.repeats)))
+        assert row.seconds_per_step > 0 and row.threads == 1
+    table = study.step_cost_markdown(costs, study.speed_table(runs))
+    speed = study.speed_table(runs).set_index("model")
+    for row in costs.itertuples():
+        median = speed.loc[row.model, "steps_median"]
+        expected = f"{median * row.seconds_per_step:.0f}" if np.isfinite(median) else "> cap"
+        assert f"| {row.model} | {row.seconds_per_step:.3f} |" in table and expected in table
+    with pytest.raises(SystemExit) as exit_info:
+        study.main([str(real_study), "--out", str(tmp_path), "--step-cost", "-1"])
+    assert exit_info.value.code == 2 and not (tmp_path / "study.md").exists()
