@@ -29,6 +29,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
@@ -37,6 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark import precision
 from benchmark.evaluate import accuracy_per_iteration
 from benchmark.fileio import write_json
 from benchmark.model import RecurrentConvNet
@@ -90,15 +92,18 @@ class Setting:
     channels_last: bool = True
     compile: bool = False
     eval_batch: int | None = None
+    precision: str = "fp32"  # or "bf16": the model's autocast (``benchmark.precision``)
     versus: str = BASELINE
 
     def train_key(self) -> tuple:
         """Settings that train identically share one training measurement."""
-        return self.model, self.fuse_recall, self.channels_last, self.compile
+        return self.model, self.fuse_recall, self.channels_last, self.compile, self.precision
 
 
-def settings(scale: Scale) -> list[Setting]:
-    """The rows: each model plain, each fast path alone, and each model as it runs now.
+def settings(scale: Scale, bf16: bool = False) -> list[Setting]:
+    """The rows: each model plain, each fast path alone, and each model as it runs now; with
+    ``bf16`` (only where the device has it natively: elsewhere it is emulated, slower, and never
+    chosen by ``precision=auto``) each model as it runs now in bf16 autocast.
 
     Plain: the fast paths that can be switched off (fused recall, channels-last, the new
     evaluator) off; the in-place activations of ``_iterate`` (the same sums: 1.05x evaluation,
@@ -115,6 +120,9 @@ def settings(scale: Scale) -> list[Setting]:
         Setting("recurrent, now, eval batch / 4", eval_batch=max(1, scale.eval_batch // 4), versus="recurrent, now"),
         Setting("shared k=2, now", model="shared", versus="shared k=2, plain"),
     ]
+    if bf16:
+        rows += [Setting("recurrent, now, bf16", precision="bf16", versus="recurrent, now"),
+                 Setting("shared k=2, now, bf16", model="shared", precision="bf16", versus="shared k=2, now")]
     if scale.compile:
         rows.append(Setting("recurrent, now + compile", compile=True, versus="recurrent, now"))
     return rows
@@ -127,7 +135,7 @@ def build_model(task: Task, setting: Setting, scale: Scale, seed: int = 0) -> Re
     """The setting's model, the same initial weights for the same model name."""
     torch.manual_seed(seed)
     model = RecurrentConvNet(task.spec, name=setting.model, width=scale.width, templates=None if setting.model == "recurrent" else 2)
-    model.fuse_recall, model.channels_last = setting.fuse_recall, setting.channels_last
+    model.fuse_recall, model.channels_last, model.precision = setting.fuse_recall, setting.channels_last, setting.precision
     model.use_compile(setting.compile)
     return model
 
@@ -189,11 +197,28 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def interleave(measures: dict[str, dict[str, Callable[[], float]]], repeats: int, log=print) -> dict[str, dict[str, list[float]]]:
+    """``repeats`` rounds of every measurement (``measures[row][key]()``: one figure, e.g. samples/s),
+    in the same order each round (A B C A B C), so that load that drifts hits every row alike."""
+    out = {row: {key: [] for key in fns} for row, fns in measures.items()}
+    for r in range(repeats):
+        log(f"repeat {r + 1}/{repeats} ...")
+        for row, fns in measures.items():
+            for key, fn in fns.items():
+                out[row][key].append(fn())
+    return out
+
+
+def training_batches(task: Task, scale: Scale) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Four training batches of the scale's size (the same for every row)."""
+    train_x, train_y = task.dataset(scale.train_size, scale.train_batch * 4, seed=0).tensors
+    return [(train_x[i : i + scale.train_batch], train_y[i : i + scale.train_batch]) for i in range(0, len(train_x), scale.train_batch)]
+
+
 def measure_throughput(scale: Scale, rows: list[Setting], device: torch.device, log=print) -> dict[str, dict]:
     """Median samples/s of training and evaluation per setting (all repeats kept)."""
     task = MazeTask()
-    train_x, train_y = task.dataset(scale.train_size, scale.train_batch * 4, seed=0).tensors
-    batches = [(train_x[i : i + scale.train_batch], train_y[i : i + scale.train_batch]) for i in range(0, len(train_x), scale.train_batch)]
+    batches = training_batches(task, scale)
     eval_data = task.dataset(scale.eval_size, scale.eval_n, seed=1)
     models = {row.name: build_model(task, row, scale).to(device) for row in rows}
     trainers: dict[tuple, Trainer] = {}
@@ -207,24 +232,25 @@ def measure_throughput(scale: Scale, rows: list[Setting], device: torch.device, 
         batch = row.eval_batch or scale.eval_batch
         warm = torch.utils.data.TensorDataset(*(t[:batch] for t in eval_data.tensors))
         run_evaluation(models[row.name], task, warm, 2, batch, row, device)
-    for r in range(scale.repeats):
-        log(f"repeat {r + 1}/{scale.repeats} ...")
-        done = set()
-        for row in rows:
-            key = row.train_key()
-            if key not in done:
-                trainer = trainers[key]
-                seconds = timed(lambda: trainer.steps(scale.train_steps))
-                results[row.name]["train_samples_per_s"].append(scale.train_steps * scale.train_batch / seconds)
-                done.add(key)
-            model, batch = models[row.name], row.eval_batch or scale.eval_batch
+    owner: dict[tuple, str] = {}
+    measures: dict[str, dict[str, Callable[[], float]]] = {}
+    for row in rows:
+        measures[row.name] = {}
+        if owner.setdefault(row.train_key(), row.name) == row.name:
+            trainer = trainers[row.train_key()]
+            measures[row.name]["train_samples_per_s"] = lambda trainer=trainer: scale.train_steps * scale.train_batch / timed(
+                lambda: trainer.steps(scale.train_steps))
+
+        def evaluation(row=row, model=models[row.name], batch=row.eval_batch or scale.eval_batch) -> float:
             accuracy: list[float] = []
             seconds = timed(lambda: accuracy.extend(run_evaluation(model, task, eval_data, scale.eval_iters, batch, row, device)))
-            results[row.name]["eval_samples_per_s"].append(scale.eval_n / seconds)
             results[row.name]["eval_accuracy_final"] = accuracy[-1]
-    owner = {}
+            return scale.eval_n / seconds
+
+        measures[row.name]["eval_samples_per_s"] = evaluation
+    for name, figures in interleave(measures, scale.repeats, log).items():
+        results[name].update(figures)
     for row in rows:  # rows that train alike report the one measurement
-        owner.setdefault(row.train_key(), row.name)
         results[row.name]["train_samples_per_s"] = results[owner[row.train_key()]]["train_samples_per_s"]
         results[row.name]["train_measured_as"] = owner[row.train_key()]
     return results
@@ -336,6 +362,8 @@ def markdown(report: dict) -> str:
         q = report["ratios"][name]
         lines.append(f"| {name} | {r['train_samples_per_s_median']:.2f} | {q['train_samples_per_s']:.2f}x | "
                      f"{r['eval_samples_per_s_median']:.2f} | {q['eval_samples_per_s']:.2f}x | {q['versus']} |")
+    if not report["bf16_native"]:
+        lines += ["", "No bf16 rows: this device has no native bf16 (emulated it is slower than fp32, and precision=auto never picks it)."]
     if report["memory"]:
         lines += ["", "| setting | size | iterations | peak memory, MB | growth during evaluation, MB |", "|---|---|---|---|---|"]
         for r in report["memory"]:
@@ -347,13 +375,14 @@ def bench(scale: Scale, device: torch.device, threads: int, log=print) -> dict:
     """Run every measurement; the JSON-ready report."""
     torch.set_num_threads(threads)
     info = machine(threads, device)
-    rows = settings(scale)
+    bf16 = precision.resolve("auto", device) == "bf16"
+    rows = settings(scale, bf16)
     results = measure_throughput(scale, rows, device, log)
     for r in results.values():
         for key in ("train_samples_per_s", "eval_samples_per_s"):
             r[f"{key}_median"] = statistics.median(r[key])
     memory = measure_memory(scale, [r for r in rows if r.name in MEMORY_SETTINGS], device, threads, log)
-    return {"machine": info, "load_average_after": os.getloadavg()[0], "scale": asdict(scale),
+    return {"machine": info, "load_average_after": os.getloadavg()[0], "scale": asdict(scale), "bf16_native": bf16,
             "settings": [asdict(r) for r in rows], "results": results, "ratios": ratios(results, rows), "memory": memory}
 
 
