@@ -1,4 +1,4 @@
-"""``python -m benchmark.bench [--quick] [--out FILE.json] [--threads N]``: the suite's speed, measured.
+"""``python -m benchmark.bench [--quick] [--out FILE.json] [--threads N] [--checkpoint RUN_DIR]``: the suite's speed, measured.
 
 Side by side in one process, on the same data (compact 9x9 mazes, batch 50, for training;
 15x15 mazes for evaluation; width 32; 20 training iterations; alpha 0.01 as in the Deep Thinking
@@ -7,9 +7,16 @@ maze recipe), for the suite's models (``recurrent``, ``shared`` k=2) and each fa
 - training: samples/s of full optimizer steps with the progressive loss
   (``benchmark.train.progressive_loss`` and ``make_optimizer``, clipped as ``fit`` clips);
 - evaluation: samples/s of ``accuracy_per_iteration`` with every iteration 1..T scored (T=100);
+- where the device has native bf16 (``precision.resolve("auto", device) == "bf16"``), each model
+  as it runs now in bf16 autocast, against its fp32 row (elsewhere these rows are left out);
+- halting: a trained model (``--checkpoint RUN_DIR``, default the committed reference maze
+  model) evaluating 33x33 and 59x59 mazes at 1,000 iterations with ``settle_and_score(...,
+  halt_after=20)`` and without halting, interleaved: the cost should follow the mean iterations
+  run, not the maximum;
 - peak memory of evaluation at two iteration counts on 33x33 mazes (CPU: the resident memory of
   a fresh subprocess per setting, sampled every millisecond, and its growth during the
-  evaluation; CUDA: ``torch.cuda.max_memory_allocated``), to show that it does not grow with T.
+  evaluation; CUDA: ``torch.cuda.max_memory_allocated``), to show that it does not grow with T,
+  without halting and with it.
 
 Each setting is warmed up once, then measured ``repeats`` times, settings interleaved within a
 repeat (A B C A B C) so machine noise hits all; the table gives medians and, for each setting,
@@ -39,11 +46,12 @@ import torch
 from torch import nn
 
 from benchmark import precision
-from benchmark.evaluate import accuracy_per_iteration
+from benchmark.checkpoint import load_checkpoint
+from benchmark.evaluate import accuracy_per_iteration, settle_and_score
 from benchmark.fileio import write_json
 from benchmark.model import RecurrentConvNet
 from benchmark.train import make_optimizer, progressive_loss
-from benchmark.config import TrainConfig
+from benchmark.config import ConfigError, TrainConfig
 from tasks.base import Task
 from tasks.maze import MazeTask
 
@@ -69,10 +77,20 @@ class Scale:
     memory_iters: tuple[int, int] = (100, 1000)
     repeats: int = 7
     compile: bool = True  # measure torch.compile (its first call compiles for tens of seconds)
+    # Halting (a trained model's evaluation with and without ``halt_after``): sizes, mazes per size,
+    # iterations, K (as in the README's halting table), repeats (each costs tens of seconds).
+    halt_sizes: tuple[int, ...] = (33, 59)
+    halt_n: int = 4
+    halt_iters: int = 1000
+    halt_after: int = 20
+    halt_repeats: int = 2
 
 
 QUICK = Scale(width=8, train_batch=8, train_iters=3, eval_n=4, eval_iters=5, eval_batch=4, memory_size=15, memory_n=2,
-              memory_iters=(5, 50), repeats=2, compile=False)
+              memory_iters=(5, 50), repeats=2, compile=False, halt_sizes=(11, 13), halt_n=2, halt_iters=40, halt_after=5)
+# The committed reference maze model (README, "Try it without training: the reference checkpoints"): a trained model whose
+# predictions settle, for the halting rows when no --checkpoint is given.
+DEFAULT_CHECKPOINTS = Path(__file__).resolve().parents[1] / "results/reference/checkpoints/maze/train9_test15/shared"
 
 
 @dataclass(frozen=True)
@@ -155,10 +173,12 @@ def evaluate_before(model: nn.Module, task: Task, data: torch.utils.data.TensorD
     return (correct.double() / max(1, len(inputs_all))).tolist()
 
 
-def run_evaluation(model: nn.Module, task: Task, data, iters: int, batch: int, setting: Setting, device: torch.device) -> list[float]:
-    if setting.before:
+def run_evaluation(model: nn.Module, task: Task, data, iters: int, batch: int, setting: Setting, device: torch.device,
+                   halt_after: int = 0) -> list[float]:
+    """The setting's evaluator; halting (``halt_after`` > 0) is the new evaluator's."""
+    if setting.before and not halt_after:
         return evaluate_before(model, task, data, iters, batch, device)
-    return accuracy_per_iteration(model, task, data, iters, batch, device)
+    return accuracy_per_iteration(model, task, data, iters, batch, device, halt_after)
 
 
 class Trainer:
@@ -261,21 +281,23 @@ def _rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _memory_probe(setting: Setting, scale: Scale, iters: int, device: str, threads: int) -> dict:
+def _memory_probe(setting: Setting, scale: Scale, iters: int, device: str, threads: int, checkpoint: str | None = None,
+                  halt_after: int = 0) -> dict:
     """Peak memory of one evaluation: on the CPU the resident memory, sampled every millisecond
     by a thread in a fresh process (so no other setting's allocations linger), and its growth
     over the memory held before the evaluation began (model, data, imports); on CUDA the
-    allocator's peak."""
+    allocator's peak. With ``checkpoint`` (a ``model.pt``) its trained model instead of the
+    setting's fresh one, evaluated with halting after ``halt_after`` settled iterations."""
     torch.set_num_threads(threads)
     device_t = torch.device(device)
     task = MazeTask()
     data = task.dataset(scale.memory_size, scale.memory_n, seed=1)
-    model = build_model(task, setting, scale).to(device_t)
+    model = (build_model(task, setting, scale) if checkpoint is None else trained_model(Path(checkpoint), device_t)).to(device_t)
     if device_t.type == "cuda":
         torch.cuda.synchronize(device_t)
         before = torch.cuda.memory_allocated(device_t)
         torch.cuda.reset_peak_memory_stats(device_t)
-        run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t)
+        run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t, halt_after)
         peak = torch.cuda.max_memory_allocated(device_t)
         return {"peak_mb": peak / 2**20, "growth_mb": (peak - before) / 2**20, "measure": "torch.cuda.max_memory_allocated"}
     before = peak = _rss_bytes()
@@ -289,7 +311,7 @@ def _memory_probe(setting: Setting, scale: Scale, iters: int, device: str, threa
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t)
+        run_evaluation(model, task, data, iters, scale.memory_n, setting, device_t, halt_after)
     finally:
         done.set()
         sampler.join()
@@ -297,18 +319,89 @@ def _memory_probe(setting: Setting, scale: Scale, iters: int, device: str, threa
     return {"peak_mb": peak / 2**20, "growth_mb": (peak - before) / 2**20, "measure": "resident memory, sampled every ms"}
 
 
-def measure_memory(scale: Scale, rows: list[Setting], device: torch.device, threads: int, log=print) -> list[dict]:
-    """Peak evaluation memory of ``rows`` at each of ``scale.memory_iters``."""
+def measure_memory(scale: Scale, rows: list[Setting], device: torch.device, threads: int, checkpoint: Path | None,
+                   log=print) -> list[dict]:
+    """Peak evaluation memory of ``rows`` at each of ``scale.memory_iters``, then of the halting
+    model (``checkpoint``, or the fresh "recurrent, now" model) with halting after ``scale.halt_after``."""
+    halting = replace(next(r for r in settings(scale) if r.name == "recurrent, now"), name=halting_name(scale, checkpoint))
     out = []
-    for row in rows:
+    for row, path, halt_after in [*((r, None, 0) for r in rows), (halting, checkpoint, scale.halt_after)]:
         for iters in scale.memory_iters:
             log(f"memory: {row.name}, T={iters} ...")
+            args = (row, scale, iters, str(device), threads, None if path is None else str(path), halt_after)
             if device.type == "cuda":
-                probe = _memory_probe(row, scale, iters, str(device), threads)
+                probe = _memory_probe(*args)
             else:
                 with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-                    probe = pool.submit(_memory_probe, row, scale, iters, str(device), threads).result()
-            out.append({"setting": row.name, "size": scale.memory_size, "n": scale.memory_n, "iters": iters, **probe})
+                    probe = pool.submit(_memory_probe, *args).result()
+            out.append({"setting": row.name, "size": scale.memory_size, "n": scale.memory_n, "iters": iters,
+                        "halt_after": halt_after, **probe})
+    return out
+
+
+def default_checkpoint() -> Path | None:
+    """The committed reference maze model's ``model.pt``, if this checkout has it."""
+    found = sorted(DEFAULT_CHECKPOINTS.glob("*/model.pt"))
+    return found[-1] if found else None
+
+
+def trained_model(path: Path, device: torch.device) -> nn.Module:
+    """The maze model saved at ``path`` (a run's ``model.pt``), in the precision ``auto`` picks for ``device``."""
+    model, ckpt = load_checkpoint(path)
+    if ckpt.task_name != "maze":
+        raise BenchError(f"--checkpoint must be a maze run, got a {ckpt.task_name} model in {path.parent}.")
+    if hasattr(model, "precision"):
+        model.precision = precision.resolve("auto", device)
+    return model.to(device)
+
+
+def halting_name(scale: Scale, checkpoint: Path | None) -> str:
+    weights = "fresh recurrent (never settles meaningfully)" if checkpoint is None else f"trained {checkpoint.parent.name}"
+    return f"{weights}, halting K={scale.halt_after}"
+
+
+def measure_halting(scale: Scale, device: torch.device, checkpoint: Path | None, log=print) -> list[dict]:
+    """Evaluation of ``scale.halt_n`` mazes per size in ``scale.halt_sizes`` at ``scale.halt_iters``
+    iterations, with halting (``halt_after``) and without, interleaved: samples/s of each, their
+    paired ratio, and the mean iterations that halting ran (the cost should follow it, not T)."""
+    task = MazeTask()
+    if checkpoint is None:
+        model = build_model(task, next(r for r in settings(scale) if r.name == "recurrent, now"), scale).to(device)
+    else:
+        model = trained_model(checkpoint, device)
+    data = {size: task.dataset(size, scale.halt_n, seed=2) for size in scale.halt_sizes}
+    extra: dict[int, dict] = {size: {} for size in scale.halt_sizes}
+
+    def with_halting(size: int) -> float:
+        out = []
+        seconds = timed(lambda: out.append(settle_and_score(model, task, data[size], scale.halt_iters, scale.halt_n, device,
+                                                            scale.halt_after)))
+        curve, record = out[0]
+        run = record.iterations_run(scale.halt_after, scale.halt_iters)
+        extra[size].update(mean_iterations_run=sum(run) / len(run), settled=sum(k != "none" for k in record.kind),
+                           accuracy_final_with=curve[-1])
+        return scale.halt_n / seconds
+
+    def without_halting(size: int) -> float:
+        curve: list[float] = []
+        seconds = timed(lambda: curve.extend(accuracy_per_iteration(model, task, data[size], scale.halt_iters, scale.halt_n, device)))
+        extra[size]["accuracy_final_without"] = curve[-1]
+        return scale.halt_n / seconds
+
+    log("halting: warm-up ...")
+    for size in scale.halt_sizes:
+        accuracy_per_iteration(model, task, data[size], 2, scale.halt_n, device)
+    measures = {size: {"with_halting_samples_per_s": lambda size=size: with_halting(size),
+                       "without_halting_samples_per_s": lambda size=size: without_halting(size)} for size in scale.halt_sizes}
+    figures = interleave(measures, scale.halt_repeats, lambda m: log(f"halting: {m}"))
+    out = []
+    for size in scale.halt_sizes:
+        f = figures[size]
+        out.append({"setting": halting_name(scale, checkpoint), "size": size, "n": scale.halt_n, "iters": scale.halt_iters,
+                    "halt_after": scale.halt_after, **f, **{f"{k}_median": statistics.median(v) for k, v in f.items()},
+                    "speedup": statistics.median(a / b for a, b in zip(f["with_halting_samples_per_s"],
+                                                                       f["without_halting_samples_per_s"], strict=True)),
+                    **extra[size]})
     return out
 
 
@@ -364,6 +457,13 @@ def markdown(report: dict) -> str:
                      f"{r['eval_samples_per_s_median']:.2f} | {q['eval_samples_per_s']:.2f}x | {q['versus']} |")
     if not report["bf16_native"]:
         lines += ["", "No bf16 rows: this device has no native bf16 (emulated it is slower than fp32, and precision=auto never picks it)."]
+    if report["halting"]:
+        lines += ["", "| halting | size | iterations | samples/s without | samples/s with | ratio | mean iterations run | "
+                  "accuracy at the end without / with |", "|---|---|---|---|---|---|---|---|"]
+        for r in report["halting"]:
+            lines.append(f"| {r['setting']} | {r['size']}x{r['size']} | {r['iters']} | {r['without_halting_samples_per_s_median']:.3f} | "
+                         f"{r['with_halting_samples_per_s_median']:.3f} | {r['speedup']:.2f}x | {r['mean_iterations_run']:.0f} | "
+                         f"{r['accuracy_final_without']:.0%} / {r['accuracy_final_with']:.0%} |")
     if report["memory"]:
         lines += ["", "| setting | size | iterations | peak memory, MB | growth during evaluation, MB |", "|---|---|---|---|---|"]
         for r in report["memory"]:
@@ -371,7 +471,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def bench(scale: Scale, device: torch.device, threads: int, log=print) -> dict:
+def bench(scale: Scale, device: torch.device, threads: int, checkpoint: Path | None = None, log=print) -> dict:
     """Run every measurement; the JSON-ready report."""
     torch.set_num_threads(threads)
     info = machine(threads, device)
@@ -381,9 +481,11 @@ def bench(scale: Scale, device: torch.device, threads: int, log=print) -> dict:
     for r in results.values():
         for key in ("train_samples_per_s", "eval_samples_per_s"):
             r[f"{key}_median"] = statistics.median(r[key])
-    memory = measure_memory(scale, [r for r in rows if r.name in MEMORY_SETTINGS], device, threads, log)
+    halting = measure_halting(scale, device, checkpoint, log)
+    memory = measure_memory(scale, [r for r in rows if r.name in MEMORY_SETTINGS], device, threads, checkpoint, log)
     return {"machine": info, "load_average_after": os.getloadavg()[0], "scale": asdict(scale), "bf16_native": bf16,
-            "settings": [asdict(r) for r in rows], "results": results, "ratios": ratios(results, rows), "memory": memory}
+            "checkpoint": None if checkpoint is None else str(checkpoint), "settings": [asdict(r) for r in rows],
+            "results": results, "ratios": ratios(results, rows), "halting": halting, "memory": memory}
 
 
 class BenchError(ValueError):
@@ -398,6 +500,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=None, help="measurements per setting (default 3; --quick 2)")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it compiles for minutes)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a finished maze run's directory, for the halting rows (default: the committed reference maze model)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         raise BenchError(f"--threads must be a positive integer, got {args.threads}.")
@@ -407,13 +511,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         raise BenchError(f"--device must be cpu, or cuda / cuda:N where CUDA is present, got {args.device!r}.")
     if args.out is not None and (args.out.is_dir() or not args.out.absolute().parent.is_dir()):
         raise BenchError(f"--out must name a file in an existing directory, got {str(args.out)!r}.")
+    if args.checkpoint is not None and not (args.checkpoint / "model.pt").is_file():
+        raise BenchError(f"--checkpoint must be the directory of a finished run (holding model.pt), got {str(args.checkpoint)!r}.")
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     try:
         args = parse(argv)
-    except BenchError as err:
+        checkpoint = default_checkpoint() if args.checkpoint is None else args.checkpoint / "model.pt"
+        if checkpoint is not None:
+            trained_model(checkpoint, torch.device(args.device))  # a bad checkpoint is refused before anything runs
+    except (BenchError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     scale = QUICK if args.quick else Scale()
@@ -421,7 +530,7 @@ def main(argv: list[str] | None = None) -> dict:
         scale = replace(scale, repeats=args.repeats)
     if args.no_compile:
         scale = replace(scale, compile=False)
-    report = bench(scale, torch.device(args.device), args.threads, log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = bench(scale, torch.device(args.device), args.threads, checkpoint, log=lambda m: print(m, file=sys.stderr, flush=True))
     report["command"] = "python -m benchmark.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     print(markdown(report))
     if args.out is not None:
