@@ -9,7 +9,10 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from benchmark.bench import BASELINE, MEMORY_SETTINGS, QUICK, Setting, main, markdown, ratios, settings
+from benchmark import precision
+from benchmark.bench import BASELINE, MEMORY_SETTINGS, QUICK, Setting, default_checkpoint, halting_name, main, markdown, ratios, settings
+
+BF16 = precision.resolve("auto", torch.device("cpu")) == "bf16"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,39 @@ def test_quick_bench_writes_the_report_with_the_machine(quick):
     assert machine["torch"] == torch.__version__ and machine["threads"] == 1 and machine["device"] == "cpu"
     assert machine["cpu"] and machine["cores"] >= 1
     assert written["scale"] == json.loads(json.dumps(asdict(QUICK)))
-    assert [s["name"] for s in written["settings"]] == [s.name for s in settings(QUICK)] == list(written["results"])
+    assert [s["name"] for s in written["settings"]] == [s.name for s in settings(QUICK, BF16)] == list(written["results"])
+    assert written["bf16_native"] == BF16 and written["checkpoint"] == str(default_checkpoint())
+
+
+def test_bf16_rows_appear_only_where_bf16_is_native_and_compare_with_fp32():
+    assert not any(s.precision == "bf16" for s in settings(QUICK, bf16=False))
+    rows = {s.name: s for s in settings(QUICK, bf16=True)}
+    for name, fp32 in (("recurrent, now, bf16", "recurrent, now"), ("shared k=2, now, bf16", "shared k=2, now")):
+        assert rows[name].precision == "bf16" and rows[name].versus == fp32 and rows[fp32].precision == "fp32"
+        assert rows[name].train_key() != rows[fp32].train_key()  # trained and measured on their own
+
+
+def test_the_table_says_when_bf16_rows_are_left_out(quick):
+    report, _ = quick
+    note = "No bf16 rows: this device has no native bf16"
+    assert (note in markdown(report)) == (not BF16)
+    assert note in markdown({**report, "bf16_native": False})
+
+
+def test_halting_rows_compare_with_and_without_halting_from_the_repeats(quick):
+    _, written = quick
+    halting = written["halting"]
+    assert [h["size"] for h in halting] == list(QUICK.halt_sizes)
+    for h in halting:
+        assert h["setting"] == halting_name(QUICK, default_checkpoint()) and h["iters"] == QUICK.halt_iters
+        assert h["halt_after"] == QUICK.halt_after and h["n"] == QUICK.halt_n
+        for key in ("with_halting_samples_per_s", "without_halting_samples_per_s"):
+            assert len(h[key]) == QUICK.halt_repeats and all(v > 0 for v in h[key])
+            assert h[f"{key}_median"] == statistics.median(h[key])
+        paired = statistics.median(a / b for a, b in zip(h["with_halting_samples_per_s"], h["without_halting_samples_per_s"]))
+        assert h["speedup"] == pytest.approx(paired, rel=1e-12)
+        # The trained reference model settles on these small mazes long before the last iteration.
+        assert h["settled"] > 0 and QUICK.halt_after < h["mean_iterations_run"] < QUICK.halt_iters
 
 
 def test_medians_and_ratios_come_from_the_measured_repeats(quick):
@@ -51,7 +86,9 @@ def test_medians_and_ratios_come_from_the_measured_repeats(quick):
 def test_memory_is_measured_at_two_iteration_counts(quick):
     _, written = quick
     memory = written["memory"]
-    assert [(m["setting"], m["iters"]) for m in memory] == [(s, t) for s in MEMORY_SETTINGS for t in QUICK.memory_iters]
+    halting = halting_name(QUICK, default_checkpoint())
+    assert [(m["setting"], m["iters"], m["halt_after"]) for m in memory] == [
+        *((s, t, 0) for s in MEMORY_SETTINGS for t in QUICK.memory_iters), *((halting, t, QUICK.halt_after) for t in QUICK.memory_iters)]
     for m in memory:
         assert m["size"] == QUICK.memory_size and m["peak_mb"] > m["growth_mb"] >= 0
         assert m["measure"] == "resident memory, sampled every ms"
@@ -64,6 +101,9 @@ def test_the_table_shows_every_setting_with_its_ratios(quick):
         row = next(line for line in table if line.startswith(f"| {name} |"))
         assert f"| {q['train_samples_per_s']:.2f}x |" in row and f"| {q['eval_samples_per_s']:.2f}x |" in row
     assert sum("| 15x15 |" in line for line in table) == len(report["memory"])
+    for h in report["halting"]:
+        row = next(line for line in table if line.startswith(f"| {h['setting']} | {h['size']}x{h['size']} | {h['iters']} |"))
+        assert f"| {h['speedup']:.2f}x |" in row
 
 
 def test_ratios_are_medians_of_the_per_repeat_ratios():
@@ -76,6 +116,7 @@ def test_ratios_are_medians_of_the_per_repeat_ratios():
 
 
 @pytest.mark.parametrize("argv", [["--threads", "0"], ["--repeats", "0"], ["--out", "{tmp}"], ["--out", "{tmp}/missing/b.json"],
+                                  ["--checkpoint", "{tmp}"],
                                   *([["--device", "cuda"]] if not torch.cuda.is_available() else [])])
 def test_bad_arguments_end_with_one_sentence_and_write_nothing(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
