@@ -367,3 +367,23 @@ def test_failure_script_refuses_other_tasks(failures, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "give a shortest_path run" in err
+
+
+def test_the_unit_cost_option_is_breadth_first_search_on_its_own_sizes():
+    from conftest import compose_config
+
+    from benchmark.run import build_task
+
+    unit, weighted = compose_config("task=shortest_path_unit"), compose_config("task=shortest_path")
+    task = build_task(unit)
+    assert isinstance(task, ShortestPathTask) and asdict(task.options) == {"obstacle_density": 0.25, "cost_min": 1, "cost_max": 1}
+    assert (unit.size.train, list(unit.size.test), unit.size.n_train) == (8, [16], 40000)
+    assert (weighted.size.train, list(weighted.size.test), weighted.task.cost_max) == (12, [24], 9)  # the hard setting stays
+    # Its training recipe is the weighted one's but for the detached extra iterations (and 4x the data).
+    changed = {k for k in unit.train if unit.train[k] != weighted.train[k]}
+    assert changed == {"detach_extra"} and unit.train.detach_extra == 20 and unit.eval == weighted.eval
+    x, y = task.generate(8, 6, seed=0)
+    assert np.array_equal(x[:, 3], x[:, 0])  # every free cell costs 1
+    for xi, yi in zip(x, y):  # the target is the union of all breadth-first shortest paths
+        free, cost, start, goal = task.decode(xi)
+        assert np.array_equal(yi.astype(bool), reference_mask(free, cost, start, goal))
