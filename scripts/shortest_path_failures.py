@@ -40,11 +40,12 @@ MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 def _path_counts(on_path: np.ndarray, dist: np.ndarray, cost: np.ndarray, src: tuple[int, int]) -> np.ndarray:
-    """The number of cheapest paths from ``src`` to each cell of ``on_path`` that stay on it: int
-    ``(n, n)`` (float64, the counts can be large). ``dist``: entering-cost distances from ``src``.
-    A cell's cheapest-path predecessors are its neighbours ``u`` with ``dist[u] + cost[v] == dist[v]``."""
-    counts = np.zeros(on_path.shape, dtype=np.float64)
-    counts[src] = 1.0
+    """The number of cheapest paths from ``src`` to each cell of ``on_path`` that stay on it:
+    ``(n, n)`` of Python ints (exact: on open grids the counts pass 2**53, and their products are
+    compared). ``dist``: entering-cost distances from ``src``. A cell's cheapest-path
+    predecessors are its neighbours ``u`` with ``dist[u] + cost[v] == dist[v]``."""
+    counts = np.zeros(on_path.shape, dtype=object)
+    counts[src] = 1
     n_r, n_c = on_path.shape
     for flat in np.argsort(np.where(on_path, dist, _INF), axis=None, kind="stable"):
         r, c = divmod(int(flat), n_c)
