@@ -207,8 +207,6 @@ def run(argv: list[str] | None = None) -> Report:
     except TaskError as err:
         raise ConfigError(str(err)) from err
     iters = args.iters if args.iters is not None else int(cfg["eval"]["iters"])
-    limit = getattr(model, "iteration_limit", None)  # a fixed-depth model has weights for so many only
-    iters = iters if limit is None else min(iters, limit)
     inputs, targets = task.dataset(args.size, args.n, seed=data_seeds(cfg["seed"])[1]).tensors
     predicted, best, _ = predictions(model.to(device), inputs, targets, task, iters)
     report = analyse(task, inputs, predicted, args.size)
