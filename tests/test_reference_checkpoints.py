@@ -1,7 +1,6 @@
 """The committed reference checkpoints (results/reference/checkpoints/): each loads, runs, and
 reproduces the spot check committed beside it (``python -m benchmark.evaluate RUN --n 16 ...``,
-the run's own first 16 test samples; ``_bf16`` at the end of its name for a run trained in bf16),
-exactly: the same per-iteration accuracy."""
+the run's own first 16 test samples), exactly: the same per-iteration accuracy."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from benchmark.results import EvalResult, read_eval
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "reference" / "checkpoints"
 RUNS = sorted(path.parent for path in CHECKPOINTS.rglob("model.pt"))
-SPOT_CHECK = "eval_sizes*_n16*.json"  # python -m benchmark.evaluate RUN --sizes ... --n 16 (+ _bf16 for bf16 runs)
 
 
 def _name(run_dir: Path) -> str:
@@ -28,12 +26,12 @@ def test_the_reference_checkpoints_are_committed():
     # At least the main command's model; each run directory also carries its spot check.
     assert any(_name(r) == "maze/train9_test15/shared" for r in RUNS)
     for run_dir in RUNS:
-        assert len(list(run_dir.glob(SPOT_CHECK))) == 1, run_dir
+        assert len(list(run_dir.glob("eval_sizes*_n16.json"))) == 1, run_dir
 
 
 @pytest.mark.parametrize("run_dir", RUNS, ids=_name)
 def test_a_reference_checkpoint_reproduces_its_committed_spot_check(run_dir):
-    (spot_path,) = run_dir.glob(SPOT_CHECK)
+    (spot_path,) = run_dir.glob("eval_sizes*_n16.json")
     spot = EvalResult.read(spot_path)
     own = read_eval(run_dir / "eval.json")  # the run's own evaluation loads too
     assert isinstance(own, EvalResult) and own.run is not None and spot.train_iters == own.train_iters
