@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from benchmark.config import ConfigError, size_name
-from benchmark.run import run
+from benchmark.run import build_task, run
 
 from conftest import PUZZLE_TASKS, TINY, compose_config
 
@@ -28,12 +28,13 @@ def test_every_task_runs_end_to_end(make_cfg, task):
     cfg = make_cfg(f"task={task}", "run_id=r", "model.width=8")
     results = run(cfg)
     run_dir = results.run_dir
-    assert run_dir == Path(cfg.results_dir) / task / size_name(cfg.size) / "shared" / "r"
+    task_name = build_task(cfg).name  # a variant option (shortest_path_unit) is its task's run (shortest_path)
+    assert run_dir == Path(cfg.results_dir) / task_name / size_name(cfg.size) / "shared" / "r"
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
     saved = json.loads((run_dir / "eval.json").read_text())
     sizes = {str(s) for s in (cfg.size.train, *cfg.size.test)}
-    assert saved["task"] == task and set(saved["accuracy"]) == sizes and set(saved["summary"]) == sizes
+    assert saved["task"] == task_name and set(saved["accuracy"]) == sizes and set(saved["summary"]) == sizes
     for acc in saved["accuracy"].values():
         assert len(acc) == cfg.eval.iters == 5
         assert all(0.0 <= a <= 1.0 for a in acc)
@@ -44,7 +45,8 @@ def test_every_task_runs_end_to_end(make_cfg, task):
     "task,train,eval_,size",
     [("maze", "cpu", "default", "train9_test15"),
      ("prefix_sums", "prefix_sums", "prefix_sums", "train32_test512"),
-     ("shortest_path", "shortest_path", "shortest_path", "train12_test24")],
+     ("shortest_path", "shortest_path", "shortest_path", "train12_test24"),
+     ("shortest_path_unit", "shortest_path_unit", "shortest_path", "train8_test16_40k")],
 )
 def test_a_task_picks_its_own_defaults(task, train, eval_, size):
     choices = _compose(f"task={task}").hydra.runtime.choices

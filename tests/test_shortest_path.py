@@ -1,9 +1,15 @@
+import importlib.util
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from benchmark.config import data_seeds, exit_on_user_error
+from benchmark.evaluate import accuracy_per_iteration
+from benchmark.evaluate_cli import load_run
 from tasks.base import TaskError
 from tasks.shortest_path import ShortestPathTask, shortest_path_mask
 
@@ -276,3 +282,108 @@ def test_check_size_rejects(task, size):
 def test_bad_options(options):
     with pytest.raises(TaskError, match="shortest_path"):
         ShortestPathTask(**options)
+
+
+# ---------------------------------------------------------------- scripts/shortest_path_failures.py
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "results" / "reference" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def failures():
+    spec = importlib.util.spec_from_file_location("shortest_path_failures", REPO / "scripts" / "shortest_path_failures.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def encode(free, cost, start, goal, cost_max):
+    """The task's input channels for a hand-made grid."""
+    x = np.zeros((4, *free.shape), dtype=np.float32)
+    x[0], x[1][start], x[2][goal] = free, 1.0, 1.0
+    x[3] = np.where(free, cost / cost_max, 0.0)
+    return x
+
+
+def test_failure_analysis_sorts_hand_made_mistakes(failures):
+    # The 4x4 grid of test_hand_made_tied_routes: one cheapest route (cost 7) down, across, up.
+    free = np.array([[1, 1, 1, 1], [1, 0, 0, 1], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=bool)
+    cost = np.array([[1, 5, 5, 1], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]])
+    task = ShortestPathTask(cost_max=9)
+    x = encode(free, cost, (0, 0), (0, 3), 9)
+    g = failures.grid_geometry(task, x)
+    assert np.array_equal(g.target, shortest_path_mask(free, cost, (0, 0), (0, 3))) and not g.tied
+    assert np.array_equal(g.every_path, g.target)  # a single route: every cell of it is on every cheapest path
+    assert (g.excess[0, 1], g.excess[3, 0]) == (4, 2)  # via the top corridor 5+5+1 = 11 vs 7; the dead end 1 out + 1 back
+    predicted = g.target.copy()
+    predicted[1, 0] = False  # a missing cell of the only route
+    predicted[0, 1] = True  # an extra cell beside the start
+    report = failures.analyse(task, torch.from_numpy(x[None]), predicted[None], 4)
+    assert report.exact == 0 and report.excess == [4]
+    assert report.cells == {"missing, on every cheapest path": 1, "missing, on tied routes only": 0, "extra, next to a path cell": 1,
+                            "extra, further away": 0, "wrong cells near start/goal": 2, "wrong cells far from both": 0}
+    assert report.wrong_fraction == [2 / 11] and report.by_ties == {"one cheapest path": [False]}
+    # Two tied routes around an obstacle (unit costs): leaving out one corner is a tied-route miss.
+    free = np.ones((3, 3), dtype=bool)
+    free[1, 1] = False
+    unit = ShortestPathTask(cost_min=1, cost_max=1)
+    x = encode(free, np.ones((3, 3)), (0, 0), (2, 2), 1)
+    g = failures.grid_geometry(unit, x)
+    assert g.tied and np.array_equal(g.target, free)
+    assert np.array_equal(g.every_path, np.array([[1, 0, 0], [0, 0, 0], [0, 0, 1]], dtype=bool))
+    predicted = free.copy()
+    predicted[0, 1] = False
+    report = failures.analyse(unit, torch.from_numpy(np.stack([x, x])), np.stack([predicted, free]), 4)
+    assert report.exact == 1 and report.cells["missing, on tied routes only"] == 1 and report.cells["missing, on every cheapest path"] == 0
+    assert report.by_ties == {"tied routes": [False, True]}
+
+
+def test_failure_script_on_the_reference_checkpoint_agrees_with_evaluate(failures, capsys):
+    (run_dir,) = (REFERENCE / "shortest_path" / "train12_test24" / "shared").iterdir()
+    report = failures.run([str(run_dir), "--size", "12", "--n", "12", "--iters", "6"])
+    model, ckpt, cfg, _ = load_run(run_dir, "cpu")
+    data = ckpt.task.dataset(12, 12, seed=data_seeds(cfg["seed"])[1])
+    curve = accuracy_per_iteration(model, ckpt.task, data, 6, 12, torch.device("cpu"))
+    assert report.samples == 12 and curve[report.best_iter - 1] == max(curve) and report.exact == round(12 * max(curve))
+    # Every wrong cell is counted once as missing or extra, and once as near or far from the ends.
+    with torch.no_grad():
+        predicted = model(data.tensors[0], report.best_iter).argmax(1)
+    inputs, targets = data.tensors
+    wrong = int(((predicted != targets) & ckpt.task.valid(inputs)).sum())
+    kinds = report.cells
+    assert wrong == sum(v for k, v in kinds.items() if k.startswith(("missing", "extra"))) == kinds["wrong cells near start/goal"] + kinds["wrong cells far from both"]
+    assert sum(len(rows) for rows in report.by_distance.values()) == 12
+    # Ties as an independent count of cheapest paths sees them.
+    tied = [count_shortest_paths(*ckpt.task.decode(x)) > 1 for x in inputs.numpy()]
+    assert len(report.by_ties.get("tied routes", [])) == sum(tied)
+    assert f"best iteration {report.best_iter}" in capsys.readouterr().out
+
+
+def test_failure_script_refuses_other_tasks(failures, capsys):
+    (run_dir,) = (REFERENCE / "maze" / "train9_test15" / "shared").iterdir()
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_user_error(failures.run, [str(run_dir), "--size", "12"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give a shortest_path run" in err
+
+
+def test_the_unit_cost_option_is_breadth_first_search_on_its_own_sizes():
+    from conftest import compose_config
+
+    from benchmark.run import build_task
+
+    unit, weighted = compose_config("task=shortest_path_unit"), compose_config("task=shortest_path")
+    task = build_task(unit)
+    assert isinstance(task, ShortestPathTask) and asdict(task.options) == {"obstacle_density": 0.25, "cost_min": 1, "cost_max": 1}
+    assert (unit.size.train, list(unit.size.test), unit.size.n_train) == (8, [16], 40000)
+    assert (weighted.size.train, list(weighted.size.test), weighted.task.cost_max) == (12, [24], 9)  # the hard setting stays
+    # Its training recipe is the weighted one's but for the detached extra iterations (and 4x the data).
+    changed = {k for k in unit.train if unit.train[k] != weighted.train[k]}
+    assert changed == {"detach_extra"} and unit.train.detach_extra == 20 and unit.eval == weighted.eval
+    x, y = task.generate(8, 6, seed=0)
+    assert np.array_equal(x[:, 3], x[:, 0])  # every free cell costs 1
+    for xi, yi in zip(x, y):  # the target is the union of all breadth-first shortest paths
+        free, cost, start, goal = task.decode(xi)
+        assert np.array_equal(yi.astype(bool), reference_mask(free, cost, start, goal))
