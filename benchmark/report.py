@@ -1,6 +1,6 @@
 """Tables and comparison plots over many runs (a sweep), read from their run directories.
 
-    python -m benchmark.report results/reference/sharing_maze [--out DIR]
+    python -m benchmark.report results/reference/study_maze [--out DIR]
 
 Finds every finished run directory below the given folders (a folder holding eval.json and no
 INCOMPLETE marker), groups the runs by model, and writes to ``--out`` (default: the first folder),
@@ -154,6 +154,10 @@ def plot_curves(frame: pd.DataFrame, path: Path, train_iters: int | None = None)
         if train_iters:
             ax.axvline(train_iters, color="grey", linestyle="--", linewidth=1)
         ax.set(title=f"test size {size}", ylim=(-0.02, 1.02), xlabel="test-time iterations", ylabel="exact-match accuracy")
+    # One legend, outside the last panel: with many models, a legend inside covers the curves.
+    for ax in axes[0][:-1]:
+        ax.get_legend().remove()
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="model (band: min..max)")
     return save_figure(fig, path)
 
 

@@ -131,9 +131,9 @@ def test_report_reproduces_the_committed_reference_tables(tmp_path, monkeypatch)
     """The reference tables are what `python -m benchmark.report` makes of the committed runs."""
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(root)  # runs.csv names each run by the path it was found under
-    report.report([Path("results/reference/sharing_maze")], tmp_path)
+    report.report([Path("results/reference/study_maze")], tmp_path)
     for name in ("runs.csv", "summary.csv", "summary.md"):
-        assert (tmp_path / name).read_bytes() == (root / "results/reference/sharing_maze" / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (root / "results/reference/study_maze" / name).read_bytes(), name
 
 
 # ---------------------------------------------------------------------------- classification runs

@@ -75,7 +75,7 @@ def test_eval_result_round_trips_and_refuses_a_curve_of_the_wrong_length(tmp_pat
 
 
 def test_a_file_that_contradicts_itself_or_lacks_a_key_is_refused(tmp_path):
-    source = sorted((REFERENCE / "sharing_maze").rglob("eval.json"))[0]  # a puzzle run's
+    source = sorted((REFERENCE / "study_maze").rglob("eval.json"))[0]  # a puzzle run's
     data = json.loads(source.read_text())
     size = next(iter(data["summary"]))
     data["summary"][size]["best"] = -1.0
@@ -87,7 +87,7 @@ def test_a_file_that_contradicts_itself_or_lacks_a_key_is_refused(tmp_path):
     with pytest.raises(ResultFormatError, match="not a eval.json file.*accuracy"):
         EvalResult.read(tmp_path / "eval.json")
 
-    fold = json.loads(sorted((REFERENCE / "sharing_maze").rglob("fold.json"))[0].read_text())
+    fold = json.loads(sorted((REFERENCE / "study_maze").rglob("fold.json"))[0].read_text())
     fold["report"]["num_loops"] += 1
     (tmp_path / "fold.json").write_text(json.dumps(fold))
     with pytest.raises(ResultFormatError, match="num_loops"):
@@ -144,7 +144,7 @@ def test_a_classification_eval_reads_rewrites_byte_for_byte_and_derives_its_figu
 
 
 def test_read_eval_tells_the_two_kinds_apart():
-    puzzle = sorted((REFERENCE / "sharing_maze").rglob("eval.json"))[0]
+    puzzle = sorted((REFERENCE / "study_maze").rglob("eval.json"))[0]
     assert read_eval(puzzle) == EvalResult.read(puzzle)
     with pytest.raises(ResultFormatError, match="kind is None, not 'classification'"):
         ClassificationResult.read(puzzle)
