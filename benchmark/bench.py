@@ -451,10 +451,7 @@ def markdown(report: dict) -> str:
         "| setting | training, samples/s | ratio | evaluation, samples/s | ratio | versus |",
         "|---|---|---|---|---|---|",
     ]
-    for name, r in report["results"].items():
-        q = report["ratios"][name]
-        lines.append(f"| {name} | {r['train_samples_per_s_median']:.2f} | {q['train_samples_per_s']:.2f}x | "
-                     f"{r['eval_samples_per_s_median']:.2f} | {q['eval_samples_per_s']:.2f}x | {q['versus']} |")
+    lines += throughput_rows(report, versus=True)
     if not report["bf16_native"]:
         lines += ["", "No bf16 rows: this device has no native bf16 (emulated it is slower than fp32, and precision=auto never picks it)."]
     if report["halting"]:
@@ -490,6 +487,16 @@ def bench(scale: Scale, device: torch.device, threads: int, checkpoint: Path | N
 
 class BenchError(ValueError):
     """A user-caused error on the command line; its message is one sentence."""
+
+
+def throughput_rows(report: dict, versus: bool) -> list[str]:
+    """One Markdown row per measured setting: samples/s and paired ratio, training then evaluation."""
+    rows = []
+    for name, r in report["results"].items():
+        q = report["ratios"][name]
+        rows.append(f"| {name} | {r['train_samples_per_s_median']:.2f} | {q['train_samples_per_s']:.2f}x | "
+                    f"{r['eval_samples_per_s_median']:.2f} | {q['eval_samples_per_s']:.2f}x |" + (f" {q['versus']} |" if versus else ""))
+    return rows
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -43,7 +43,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmark import precision  # noqa: E402
-from benchmark.bench import QUICK, Scale, Setting, Trainer, build_model, interleave, machine, ratios, timed, training_batches  # noqa: E402
+from benchmark.bench import (QUICK, Scale, Setting, Trainer, build_model, interleave, machine, ratios, throughput_rows,  # noqa: E402
+                             timed, training_batches)
 from benchmark.evaluate import accuracy_per_iteration  # noqa: E402
 from benchmark.fileio import write_json  # noqa: E402
 from tasks.maze import MazeTask  # noqa: E402
@@ -178,10 +179,7 @@ def markdown(report: dict) -> str:
         "| | training, samples/s | ratio | evaluation, samples/s | ratio |",
         "|---|---|---|---|---|",
     ]
-    for name, r in report["results"].items():
-        q = report["ratios"][name]
-        lines.append(f"| {name} | {r['train_samples_per_s_median']:.2f} | {q['train_samples_per_s']:.2f}x | "
-                     f"{r['eval_samples_per_s_median']:.2f} | {q['eval_samples_per_s']:.2f}x |")
+    lines += throughput_rows(report, versus=False)
     if not report["bf16_native"]:
         lines += ["", "No bf16 rows: this device has no native bf16."]
     return "\n".join(lines)
