@@ -101,6 +101,16 @@ class Classifier:
     def autocast(self):
         return precision.autocast(self.device.type, self.precision)
 
+    def place(self, model: nn.Module) -> nn.Module:
+        """``model`` on the device, its 4-D weights in ``layout``. Not ``model.to(memory_format=...)``:
+        that converts 5-D tensors too, and a template bank ``(k, out, in, kh, kw)`` has no
+        channels-last form (the weights mixed from it are 4-D and follow the inputs' layout)."""
+        model.to(self.device)
+        for param in model.parameters():
+            if param.dim() == 4:
+                param.data = param.data.contiguous(memory_format=self.layout)
+        return model
+
     @torch.no_grad()
     def accuracy(self, model: nn.Module, split: DeviceSplit, batch_size: int) -> float:
         """Top-1 accuracy (a fraction) of ``model`` on ``split``, in eval mode."""
@@ -222,7 +232,7 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
     mean, std = task.normalisation(splits["train"])
     clf = Classifier(task, mean, std, device, cfg.precision)
     data = {name: DeviceSplit(s.images.to(device), s.labels.to(device)) for name, s in splits.items()}  # kept on the device
-    model.to(device, memory_format=clf.layout)
+    clf.place(model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{task.name} / {model.name}: {n_params:,} parameters, {len(data['train'])} training images, "
           f"{cfg.train.epochs} epochs, device {device}", flush=True)

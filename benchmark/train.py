@@ -400,6 +400,8 @@ def fit(
                         if probe is not None:  # measured before the clock is read: its cost counts as training time
                             extra["probe_acc"] = distributed.broadcast_object(probe.accuracy(model, cfg.iters))  # rank 0's decides
                             reached = extra["probe_acc"] >= cfg.stop_at_acc
+                        if device.type == "cuda":  # the allocator's peak so far (this rank's GPU)
+                            extra["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
                         elapsed = trained_s + time.perf_counter() - start
                         records.append(window.record(step=step, epoch=epoch + 1, samples=seen, lr=scheduler.get_last_lr()[0],
                                                      seconds=round(elapsed, 3), samples_per_s=round(seen / elapsed, 1), **extra))

@@ -247,3 +247,19 @@ def test_the_command_line_runs_the_digits_track(tmp_path):
     result = ClassificationResult.read(run_dir / "eval.json")
     assert (result.task, result.model, len(result.curve)) == ("digits", "swrn-10-1-1", 1)
     assert "top-1 accuracy" in proc.stdout and not (tmp_path / "outputs").exists()
+
+
+def test_place_puts_the_4d_weights_channels_last_and_keeps_the_5d_template_banks():
+    """The layout CUDA runs use (``model.to(memory_format=channels_last)`` raised on the banks)."""
+    task = RandomImages()
+    clf = Classifier(task, torch.zeros(3), torch.ones(3), torch.device("cpu"), "fp32")
+    clf.layout = torch.channels_last  # as on CUDA
+    model = WideResNet(task.spec, depth=16, widen=1, templates=2)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model.eval()(x)
+        assert clf.place(model) is model
+        torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-5)
+    weights = [p for p in model.parameters() if p.dim() >= 4]
+    assert any(p.dim() == 5 for p in weights) and any(p.dim() == 4 for p in weights)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in weights if p.dim() == 4)
