@@ -80,7 +80,7 @@ def measure(cfg: DictConfig, clf: Classifier, batch_size: int, warmup: int, step
     """Train ``cfg``'s model with ``clf`` for ``warmup`` untimed and ``steps`` timed steps of ``batch_size`` images."""
     seed_everything(0)
     task, device = clf.task, clf.device
-    model = build_model(cfg, task).to(device, memory_format=clf.layout)
+    model = clf.place(build_model(cfg, task))
     optimizer, _ = make_optimizer(model, cfg.train)
     cpu = torch.Generator().manual_seed(0)
     generator = torch.Generator(device=device).manual_seed(0)  # order and augmentation, as in a run
