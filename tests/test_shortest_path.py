@@ -11,7 +11,7 @@ from benchmark.config import data_seeds, exit_on_user_error
 from benchmark.evaluate import accuracy_per_iteration
 from benchmark.evaluate_cli import load_run
 from tasks.base import TaskError
-from tasks.shortest_path import ShortestPathTask, shortest_path_mask
+from tasks.shortest_path import ShortestPathTask, is_single_path, shortest_path_mask
 
 MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -118,8 +118,9 @@ def task():
 def test_spec_and_options(task):
     assert task.name == "shortest_path"
     assert (task.spec.dims, task.spec.in_channels, task.spec.num_classes) == (2, 4, 2)
-    assert asdict(task.options) == {"obstacle_density": 0.25, "cost_min": 1, "cost_max": 9}
-    assert asdict(ShortestPathTask(0.1, 2, 5).options) == {"obstacle_density": 0.1, "cost_min": 2, "cost_max": 5}
+    assert asdict(task.options) == {"obstacle_density": 0.25, "cost_min": 1, "cost_max": 9, "unique_path": False}
+    assert asdict(ShortestPathTask(0.1, 2, 5).options) == {"obstacle_density": 0.1, "cost_min": 2, "cost_max": 5,
+                                                           "unique_path": False}
 
 
 def test_determinism(task):
@@ -171,6 +172,32 @@ def test_targets_match_bellman_ford(options):
         assert np.all(cost[free] >= task.options.cost_min) and np.all(cost[free] <= task.options.cost_max)
         assert np.array_equal(reference_mask(free, cost, start, goal), yi.astype(bool))
         assert np.array_equal(task.solve(xi), yi)  # the input alone determines the target
+
+
+@pytest.mark.parametrize("options", [{"cost_max": 1}, {"cost_max": 9}])
+def test_unique_path_grids_have_exactly_one_cheapest_route(options):
+    """Checked by brute force (every cheapest path enumerated), not by the generator's own test."""
+    task = ShortestPathTask(unique_path=True, **options)
+    x, y = task.generate(5, 20, seed=3)
+    for xi, yi in zip(x, y):
+        free, cost, start, goal = task.decode(xi)
+        mask, _ = brute_force_mask(free, cost, start, goal)
+        assert count_shortest_paths(free, cost, start, goal) == 1 and np.array_equal(mask, yi.astype(bool))
+    # Without the option, the same sizes do have ties, which is what the option removes.
+    plain = ShortestPathTask(**options)
+    counts = [count_shortest_paths(*plain.decode(xi)) for xi in plain.generate(5, 20, seed=3)[0]]
+    assert max(counts) > 1
+    assert np.array_equal(plain.generate(6, 4, seed=1)[0], ShortestPathTask(unique_path=False, **options).generate(6, 4, seed=1)[0])
+
+
+def test_is_single_path_tells_a_route_from_a_union_of_routes():
+    route = np.zeros((3, 3), bool)
+    route[0, :] = route[:, 2] = True  # (0,0) -> (0,2) -> (2,2)
+    assert is_single_path(route, (0, 0), (2, 2))
+    assert not is_single_path(route, (0, 0), (0, 2))  # the goal must end the route
+    square = route.copy()
+    square[:, 0] = square[2, :] = True  # both ways round the 3x3 ring
+    assert not is_single_path(square, (0, 0), (2, 2))
 
 
 def test_targets_match_brute_force_on_tiny_grids():
@@ -277,6 +304,8 @@ def test_check_size_rejects(task, size):
         {"cost_min": 5, "cost_max": 4},
         {"cost_max": 2.5},
         {"cost_min": True},
+        {"unique_path": "yes"},
+        {"unique_path": 1},
     ],
 )
 def test_bad_options(options):
@@ -376,7 +405,8 @@ def test_the_unit_cost_option_is_breadth_first_search_on_its_own_sizes():
 
     unit, weighted = compose_config("task=shortest_path_unit"), compose_config("task=shortest_path")
     task = build_task(unit)
-    assert isinstance(task, ShortestPathTask) and asdict(task.options) == {"obstacle_density": 0.25, "cost_min": 1, "cost_max": 1}
+    assert isinstance(task, ShortestPathTask) and asdict(task.options) == {"obstacle_density": 0.25, "cost_min": 1, "cost_max": 1,
+                                                                           "unique_path": False}
     assert (unit.size.train, list(unit.size.test), unit.size.n_train) == (8, [16], 40000)
     assert (weighted.size.train, list(weighted.size.test), weighted.task.cost_max) == (12, [24], 9)  # the hard setting stays
     # Its training recipe is the weighted one's but for the detached extra iterations (and 4x the data).
