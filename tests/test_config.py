@@ -279,7 +279,7 @@ def test_every_task_option_is_part_of_the_cache_key(task_name):
         base = asdict(task.options)
         value = base[field.name]
         changed = {str: lambda v: "e2h" if v == "compact" else "compact", float: lambda v: v / 2 if v else 0.1,
-                   int: lambda v: v + 1}[type(value)](value)
+                   int: lambda v: v + 1, bool: lambda v: not v}[type(value)](value)
         if field.name == "cost_min":
             base["cost_max"] += 1  # room for cost_min + 1 (shortest_path_unit has cost_min == cost_max)
         key = type(task)(**base).cache_key(9, 10, 0)

@@ -110,7 +110,7 @@ def test_make_overrides_and_module_prefix():
     assert env.observation_space.shape == (1, 7)
     env = gymnasium.make("algoreason/ShortestPath-v0", size=6, cost_max=1, obstacle_density=0.1)
     task = env.unwrapped.task
-    assert asdict(task.options) == {"obstacle_density": 0.1, "cost_min": 1, "cost_max": 1}
+    assert asdict(task.options) == {"obstacle_density": 0.1, "cost_min": 1, "cost_max": 1, "unique_path": False}
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 6, 6) and set(np.unique(obs[3])) <= {0.0, 1.0}
 

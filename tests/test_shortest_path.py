@@ -398,7 +398,7 @@ def test_failure_script_refuses_other_tasks(failures, capsys):
     assert err.count("\n") == 1 and "give a shortest_path run" in err
 
 
-def test_the_unit_cost_option_is_breadth_first_search_on_its_own_sizes():
+def test_the_unit_cost_option_is_breadth_first_search_with_one_route_on_its_own_sizes():
     from conftest import compose_config
 
     from benchmark.run import build_task
@@ -406,14 +406,20 @@ def test_the_unit_cost_option_is_breadth_first_search_on_its_own_sizes():
     unit, weighted = compose_config("task=shortest_path_unit"), compose_config("task=shortest_path")
     task = build_task(unit)
     assert isinstance(task, ShortestPathTask) and asdict(task.options) == {"obstacle_density": 0.25, "cost_min": 1, "cost_max": 1,
-                                                                           "unique_path": False}
+                                                                           "unique_path": True}
     assert (unit.size.train, list(unit.size.test), unit.size.n_train) == (8, [16], 40000)
     assert (weighted.size.train, list(weighted.size.test), weighted.task.cost_max) == (12, [24], 9)  # the hard setting stays
     # Its training recipe is the weighted one's but for the detached extra iterations (and 4x the data).
     changed = {k for k in unit.train if unit.train[k] != weighted.train[k]}
     assert changed == {"detach_extra"} and unit.train.detach_extra == 20 and unit.eval == weighted.eval
+    # Its model is width 48 (configs/scale/shortest_path_unit_shortest_path_unit.yaml), whatever the
+    # model; the command line, another train option and the weighted task keep their own.
+    assert unit.model.width == compose_config("task=shortest_path_unit", "model=recurrent").model.width == 48
+    assert compose_config("task=shortest_path_unit", "model.width=32").model.width == 32
+    assert compose_config("task=shortest_path_unit", "train=shortest_path").model.width == weighted.model.width == 32
     x, y = task.generate(8, 6, seed=0)
     assert np.array_equal(x[:, 3], x[:, 0])  # every free cell costs 1
-    for xi, yi in zip(x, y):  # the target is the union of all breadth-first shortest paths
+    for xi, yi in zip(x, y):  # the target is the one breadth-first shortest path
         free, cost, start, goal = task.decode(xi)
         assert np.array_equal(yi.astype(bool), reference_mask(free, cost, start, goal))
+        assert count_shortest_paths(free, cost, start, goal) == 1
