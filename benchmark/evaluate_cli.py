@@ -3,6 +3,7 @@
     python -m benchmark.evaluate RUN_DIR --sizes 33 59 --iters 300 --n 200
     python -m benchmark.evaluate RUN_DIR --data mazes.npz --iters 300
     python -m benchmark.evaluate RUN_DIR --sizes 33 59 --iters 1000 --halt 20 [--compare-halting] [--histogram FILE.png]
+    python -m benchmark.evaluate RUN_DIR --sizes 9 --iters 20 --n 4000 --fold     # the folded model
 
 ``--sizes`` regenerates test sets of the run's task (its first ``n`` samples are the run's own
 test samples); ``--data`` scores an external ``.npz`` file holding exactly the arrays ``inputs``
@@ -15,7 +16,9 @@ other settings never overwrite each other.
 iterations (``benchmark.evaluate.settle_and_score``) and writes where each sample settled into
 the JSON. ``--compare-halting`` also evaluates every size without halting, one after the other
 in this process, and prints the time each took, their ratio and whether the accuracy curves
-agree; ``--histogram FILE.png`` draws the settling iterations per size.
+agree; ``--histogram FILE.png`` draws the settling iterations per size. ``--fold`` scores the
+model folded into explicit loops (``benchmark.folding.fold`` at the run's ``eval.fold_threshold``)
+instead, e.g. on enough samples to measure a small fold change against the unfolded scores.
 
 Every check runs before anything is computed or written; a user error ends with one sentence
 on stderr and exit status 2. Nothing read from the run directory chooses code: the checkpoint
@@ -38,8 +41,9 @@ import yaml
 
 from benchmark import precision, registry
 from benchmark.checkpoint import Checkpoint, load_checkpoint
-from benchmark.config import ConfigError, data_seeds, exit_on_user_error
+from benchmark.config import ConfigError, EvalConfig, data_seeds, exit_on_user_error
 from benchmark.evaluate import evaluate, format_halting, format_table
+from benchmark.folding import fold
 from benchmark.results import DataSource, EvalResult, Reevaluation
 from tasks.base import Task, TaskError
 
@@ -65,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --halt: also evaluate without halting and print the time of each and their ratio")
     parser.add_argument("--histogram", type=Path, default=None, metavar="FILE.png",
                         help="with --halt: a histogram of the settling iterations per size")
+    parser.add_argument("--fold", action="store_true",
+                        help="score the model folded into explicit loops (benchmark.folding, at the run's "
+                             "eval.fold_threshold) instead; the file name ends in _folded")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default=None, choices=precision.PRECISIONS,
                         help="fp32, bf16 or auto (bf16 where native); default: the precision the run trained in")
@@ -211,6 +218,13 @@ def run(argv: list[str] | None = None) -> dict:
         name = f"eval_sizes{'-'.join(map(str, sizes))}_iters{args.iters}_n{args.n}{_precision_tag(model, cfg)}.json"
         title = f"{args.run_dir} ({args.n} samples per size)"
 
+    if args.fold:
+        # Fold at the threshold the run itself folded with, so this re-scores the run's own fold
+        # on other or more samples (e.g. enough to resolve a fold change of 0.05 points).
+        eval_cfg = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
+        model, report = fold(model, float(eval_cfg.get("fold_threshold", EvalConfig.fold_threshold)))
+        name = name.removesuffix(".json") + "_folded.json"
+        title += f", folded into {len(report.loops)} loop(s)"
     if args.halt:
         name = name.removesuffix(".json") + f"_halt{args.halt}.json"
     model = model.to(device)

@@ -310,3 +310,28 @@ def test_the_settling_histogram_counts_each_size_in_its_legend(tmp_path, monkeyp
     (outline,) = ax.collections  # one filled step outline, of size 33's three settled samples
     xy = outline.get_paths()[0].vertices
     assert (xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].max()) == (3.0, 5.0, 1.0)  # iterations 3..5, one sample per bin
+
+
+def test_fold_scores_the_runs_own_fold_under_its_own_name(tmp_path, capsys):
+    """``--fold``: the trained reference model folded at its run's threshold, scored on the run's
+    own test samples: the same curves as folding and evaluating it directly; the file is new."""
+    import shutil
+
+    from benchmark.evaluate import evaluate
+    from benchmark.evaluate_cli import load_run
+    from benchmark.folding import fold
+
+    source = next((REPO / "results" / "reference" / "checkpoints" / "maze" / "train9_test15" / "shared").iterdir())
+    run_dir = Path(shutil.copytree(source, tmp_path / "run"))
+    code, out, _ = _evaluate(capsys, str(run_dir), "--sizes", "9", "--iters", "6", "--n", "16", "--fold", "--device", "cpu",
+                             "--precision", "fp32")
+    assert code == 0 and "folded into 1 loop(s)" in out
+    written = EvalResult.read(run_dir / "eval_sizes9_iters6_n16_folded.json")  # trained in fp32: no suffix
+    model, ckpt, cfg, device = load_run(run_dir, "cpu", "fp32")
+    folded, report = fold(model, cfg["eval"]["fold_threshold"])
+    assert len(report.loops) == 1
+    data = {9: ckpt.task.dataset(9, 16, seed=data_seeds(cfg["seed"])[1])}
+    with torch.no_grad():
+        assert written.accuracy == evaluate(folded, ckpt.task, data, 6, cfg["train"]["iters"], 100, device).accuracy
+    assert max(written.accuracy[9]) > 0.5  # a trained model, so the equality is not between zeros
+
