@@ -200,6 +200,9 @@ def run(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"--histogram must name a .png file in an existing directory, got {args.histogram}.")
     model, ckpt, cfg, device = load_run(args.run_dir, args.device, args.precision)
     task = ckpt.task
+    if args.fold and not model.bank.learns_coefficients:  # as in the run (run.py): no learned bank, no fold
+        raise ConfigError(f"--fold needs a model whose template bank learns its mixing coefficients "
+                          f"(shared, depth_k2, ...); {args.run_dir} holds model '{ckpt.model_args.get('name')}'.")
 
     if args.data is not None:
         size, data, digest = _external_data(task, args.data)
@@ -224,7 +227,7 @@ def run(argv: list[str] | None = None) -> dict:
         eval_cfg = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
         model, report = fold(model, float(eval_cfg.get("fold_threshold", EvalConfig.fold_threshold)))
         name = name.removesuffix(".json") + "_folded.json"
-        title += f", folded into {len(report.loops)} loop(s)"
+        title += f", folded into {report.num_loops} loop(s)"
     if args.halt:
         name = name.removesuffix(".json") + f"_halt{args.halt}.json"
     model = model.to(device)

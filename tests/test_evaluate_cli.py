@@ -335,3 +335,17 @@ def test_fold_scores_the_runs_own_fold_under_its_own_name(tmp_path, capsys):
         assert written.accuracy == evaluate(folded, ckpt.task, data, 6, cfg["train"]["iters"], 100, device).accuracy
     assert max(written.accuracy[9]) > 0.5  # a trained model, so the equality is not between zeros
 
+
+
+def test_fold_refuses_a_model_without_a_learned_bank(tmp_path, capsys):
+    """As a run does not fold them: the feed-forward and hard-recurrent baselines have no coefficients."""
+    from baselines.feedforward import FeedForwardNet
+
+    run_dir = tmp_path / "ff"
+    run_dir.mkdir()
+    model_cfg = {"_target_": "baselines.feedforward.FeedForwardNet", "name": "feedforward", "width": 4, "depth": 2}
+    save_checkpoint(FeedForwardNet(MazeTask.spec, name="feedforward", width=4, depth=2),
+                    OmegaConf.create({"model": model_cfg, "task": MAZE}), run_dir / "model.pt")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed": SEED, "task": MAZE, "model": model_cfg, "train": {"iters": 2}}))
+    err = _refused(capsys, tmp_path, str(run_dir), "--sizes", "5", "--iters", "2", "--n", "2", "--fold", "--device", "cpu")
+    assert "--fold needs a model whose template bank learns its mixing coefficients" in err and "'feedforward'" in err
