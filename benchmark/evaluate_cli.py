@@ -17,8 +17,9 @@ iterations (``benchmark.evaluate.settle_and_score``) and writes where each sampl
 the JSON. ``--compare-halting`` also evaluates every size without halting, one after the other
 in this process, and prints the time each took, their ratio and whether the accuracy curves
 agree; ``--histogram FILE.png`` draws the settling iterations per size. ``--fold`` scores the
-model folded into explicit loops (``benchmark.folding.fold`` at the run's ``eval.fold_threshold``)
-instead, e.g. on enough samples to measure a small fold change against the unfolded scores.
+model folded into explicit loops (``benchmark.folding.fold`` at the run's ``eval.fold_threshold``,
+or at ``--fold-threshold T``) instead, e.g. on enough samples to measure a small fold change
+against the unfolded scores.
 
 Every check runs before anything is computed or written; a user error ends with one sentence
 on stderr and exit status 2. Nothing read from the run directory chooses code: the checkpoint
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --halt: also evaluate without halting and print the time of each and their ratio")
     parser.add_argument("--histogram", type=Path, default=None, metavar="FILE.png",
                         help="with --halt: a histogram of the settling iterations per size")
+    parser.add_argument("--fold-threshold", type=float, default=None, metavar="T",
+                        help="with --fold: fold at layer similarity |cos| >= T (0 < T <= 1) instead of the run's eval.fold_threshold")
     parser.add_argument("--fold", action="store_true",
                         help="score the model folded into explicit loops (benchmark.folding, at the run's "
                              "eval.fold_threshold) instead; the file name ends in _folded")
@@ -194,6 +197,9 @@ def run(argv: list[str] | None = None) -> dict:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")
     if args.halt < 0:
         raise ConfigError(f"--halt must be an integer >= 0 (0: no halting), got {args.halt}.")
+    if args.fold_threshold is not None and not (args.fold and 0.0 < args.fold_threshold <= 1.0):
+        raise ConfigError(f"--fold-threshold needs --fold and a value in (0, 1], got {args.fold_threshold}"
+                          f"{'' if args.fold else ' without --fold'}.")
     if args.halt == 0 and (args.compare_halting or args.histogram is not None):
         raise ConfigError("--compare-halting and --histogram need halting: give --halt K with K >= 1.")
     if args.histogram is not None and (args.histogram.suffix.lower() != ".png" or not args.histogram.parent.is_dir()):
@@ -224,9 +230,12 @@ def run(argv: list[str] | None = None) -> dict:
     if args.fold:
         # Fold at the threshold the run itself folded with, so this re-scores the run's own fold
         # on other or more samples (e.g. enough to resolve a fold change of 0.05 points).
+        # --fold-threshold folds at another threshold, under a name that says which.
         eval_cfg = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
-        model, report = fold(model, float(eval_cfg.get("fold_threshold", EvalConfig.fold_threshold)))
-        name = name.removesuffix(".json") + "_folded.json"
+        own = float(eval_cfg.get("fold_threshold", EvalConfig.fold_threshold))
+        threshold = own if args.fold_threshold is None else args.fold_threshold
+        model, report = fold(model, threshold)
+        name = name.removesuffix(".json") + ("_folded.json" if threshold == own else f"_folded{threshold:g}.json")
         title += f", folded into {report.num_loops} loop(s)"
     if args.halt:
         name = name.removesuffix(".json") + f"_halt{args.halt}.json"

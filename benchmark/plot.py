@@ -239,5 +239,30 @@ def plot_study_extrapolation(frame: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_study_training(frame: pd.DataFrame, path: Path) -> Path:
+    """Probe accuracy against training steps, one panel per task, one line per run (colour: model),
+    the target dashed: how each run reached it, or where it stalled below it.
+
+    ``frame``: long table (task, model, seed, step, probe_acc, target), e.g.
+    ``benchmark.study.training_curves``.
+    """
+    tasks = sorted(frame["task"].unique())
+    models = sorted(frame["model"].unique())
+    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.4, 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = frame[frame["task"] == task]
+        sns.lineplot(data=part, x="step", y="probe_acc", hue="model", hue_order=[m for m in models if m in set(part["model"])],
+                     units="seed", estimator=None, palette=palette, linewidth=1, ax=ax, legend=ax is axes[0][-1])
+        for target in sorted(part["target"].unique()):
+            ax.axhline(target, color="grey", linestyle="--", linewidth=1)
+        ax.set(title=task, ylim=(-0.02, 1.02), xlabel="training steps", ylabel="probe accuracy (training depth)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    handles.append(matplotlib.lines.Line2D([], [], color="grey", linestyle="--", linewidth=1))
+    axes[0][-1].legend(handles, [*labels, "target"], title="model (a line per seed)", bbox_to_anchor=(1.03, 1.0),
+                       loc="upper left", fontsize=8, title_fontsize=9, frameon=False)
+    return save_figure(fig, path)
+
+
 if __name__ == "__main__":
     main()

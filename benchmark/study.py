@@ -14,6 +14,9 @@ folder):
     study.json   the same tables as lists of records (strict JSON: a missing figure is null)
     study.png    extrapolation curves on each task's biggest test size: the folded depth-wise
                  models, hard recurrence and the in-block shared models (band: min..max over seeds)
+    study_training.png
+                 probe accuracy against training steps, every run a line, the target dashed:
+                 how each model got to the target, or where it stalled below it
 
 A model's *kind* is read from its config, not its name: ``unshared`` (no ``templates`` key: the
 feed-forward baseline), ``recurrent`` (one block, ``templates`` null), ``in-block`` (one block
@@ -47,7 +50,7 @@ from omegaconf import OmegaConf
 
 from benchmark.config import ConfigError, exit_on_user_error, size_name
 from benchmark.fileio import write_json, write_text
-from benchmark.plot import plot_study_extrapolation, read_metrics
+from benchmark.plot import plot_study_extrapolation, plot_study_training, read_metrics
 from benchmark.report import find_runs, incomplete_runs, is_classification_run, read_run
 from benchmark.results import EvalResult, FoldResult, ResultFormatError, SimilarityRecord
 
@@ -471,6 +474,12 @@ def study_curves(runs: list[StudyRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def training_curves(runs: list[StudyRun]) -> pd.DataFrame:
+    """Long table (task, model, seed, step, probe_acc, target) of every run's probe records."""
+    return pd.DataFrame([dict(task=r.task, model=r.model, seed=r.seed, step=m["step"], probe_acc=m["probe_acc"], target=r.target)
+                         for r in runs for m in read_metrics(r.run_dir) if "probe_acc" in m])
+
+
 # ---------------------------------------------------------------------------- the command
 def _records(frame: pd.DataFrame) -> list[dict]:
     """Rows as strict-JSON records: NaN and infinity become null."""
@@ -504,12 +513,15 @@ def study(folders: list[Path], out: Path, step_cost: int = 0) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     curves = study_curves(runs)
     figure = plot_study_extrapolation(curves, out / "study.png") if not curves.empty else None
+    training = training_curves(runs)
+    training_figure = plot_study_training(training, out / "study_training.png") if not training.empty else None
     # One LSM heatmap per task, of its first depth-wise run (each run draws its own lsm.png).
     lsm_examples = {task: Path(g["run"].iloc[0]) / "lsm.png" for task, g in loops.groupby("task")} if not loops.empty else {}
     sections = [
         "## Training speed", f"Steps and wall seconds to the first record whose probe accuracy reaches train.stop_at_acc; "
         f"mean ± sd over the runs that reached it; the median counts a miss as slower than every hit.", speed_markdown(speed),
         *(warnings or [f"Cap rule held: every run reached the target or trained >= {CAP_FACTOR}x the fastest family's median steps."]),
+        *([f"Probe accuracy during training, every run: ![training]({training_figure.name})"] if training_figure else []),
         *(["## Seconds per step, measured side by side", f"Each model's own training step, {step_cost} steps per measurement, "
            f"models interleaved, one thread, median of 3 (``--step-cost``): the study's wall seconds above include whatever else "
            f"ran on the machine.", step_cost_markdown(costs, speed)] if costs is not None else []),

@@ -335,6 +335,30 @@ def test_fold_scores_the_runs_own_fold_under_its_own_name(tmp_path, capsys):
         assert written.accuracy == evaluate(folded, ckpt.task, data, 6, cfg["train"]["iters"], 100, device).accuracy
     assert max(written.accuracy[9]) > 0.5  # a trained model, so the equality is not between zeros
 
+    # --fold-threshold: the fold at another threshold (here low enough to merge the block's
+    # slots into fewer weights), under a name that holds the threshold; the first file stays.
+    code, out, _ = _evaluate(capsys, str(run_dir), "--sizes", "9", "--iters", "6", "--n", "16", "--fold",
+                             "--fold-threshold", "0.2", "--device", "cpu", "--precision", "fp32")
+    assert code == 0
+    looser, looser_report = fold(model, 0.2)
+    assert looser_report.block_weights_after < report.block_weights_after  # a different fold, not the run's
+    with torch.no_grad():
+        expected = evaluate(looser, ckpt.task, data, 6, cfg["train"]["iters"], 100, device).accuracy
+    assert EvalResult.read(run_dir / "eval_sizes9_iters6_n16_folded0.2.json").accuracy == expected
+    assert EvalResult.read(run_dir / "eval_sizes9_iters6_n16_folded.json").accuracy == written.accuracy
+
+
+@pytest.mark.parametrize("flags, said", [
+    (("--fold-threshold", "0.9"), "without --fold"),
+    (("--fold", "--fold-threshold", "1.5"), "got 1.5"),
+    (("--fold", "--fold-threshold", "0"), "got 0.0"),
+    (("--fold", "--fold-threshold", "nan"), "got nan"),
+])
+def test_fold_threshold_outside_its_range_or_without_fold_is_refused(maze_run, tmp_path, capsys, flags, said):
+    run_dir, _ = maze_run
+    err = _refused(capsys, run_dir, str(run_dir), "--sizes", "5", "--iters", "2", "--n", "2", "--device", "cpu", *flags)
+    assert "--fold-threshold needs --fold and a value in (0, 1]" in err and said in err
+
 
 
 def test_fold_refuses_a_model_without_a_learned_bank(tmp_path, capsys):

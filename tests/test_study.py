@@ -179,7 +179,7 @@ def test_claims_table_numbers(known_study, tmp_path):
 
 def test_the_command_writes_its_files_and_refuses_an_empty_folder(known_study, tmp_path, capsys):
     study.main([str(known_study)])
-    assert {"study.md", "study.json", "study.png"} <= {p.name for p in known_study.iterdir()}
+    assert {"study.md", "study.json", "study.png", "study_training.png"} <= {p.name for p in known_study.iterdir()}
     json.loads((known_study / "study.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in strict JSON"))
     capsys.readouterr()
     empty = tmp_path / "empty"
@@ -246,6 +246,24 @@ def test_the_figure_draws_folded_depthwise_models_beside_recurrence_on_the_bigge
     assert set(curves["size"]) == {TEST} and set(curves["train_iters"]) == {ITERS}
     folded = curves[(curves["model"] == "depth_k2 (folded)") & (curves["seed"] == 0)].sort_values("iteration")
     assert folded["accuracy"].tolist() == [0.0, 0.1, 0.5, 0.7, 0.8, 0.8]  # the fold's evaluation, not the original's
+
+
+def test_the_training_figure_draws_every_runs_probe_records(known_study, monkeypatch, tmp_path):
+    from benchmark import plot
+
+    runs = study.read_study([known_study])
+    frame = study.training_curves(runs)
+    assert len(frame) == sum(len(plot.read_metrics(r.run_dir)) for r in runs)  # every record of every run
+    first = min(runs, key=lambda r: (r.model, r.seed))
+    mine = frame[(frame["model"] == first.model) & (frame["seed"] == first.seed)]
+    assert mine["probe_acc"].tolist() == [m["probe_acc"] for m in plot.read_metrics(first.run_dir)]
+    drawn = {}
+    monkeypatch.setattr(plot, "save_figure", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    plot.plot_study_training(frame, tmp_path / "t.png")
+    (ax,) = drawn["fig"].axes
+    run_lines = [line for line in ax.get_lines() if line.get_linestyle() == "-" and len(line.get_xdata()) > 0]
+    assert len(run_lines) == len(runs)  # one line per run, not a mean over seeds
+    assert {tuple(line.get_ydata()) for line in ax.get_lines() if line.get_linestyle() == "--"} == {(0.9, 0.9)}
 
 
 def test_a_task_at_two_size_settings_is_two_studies_and_repeated_seeds_are_noted(known_study, tmp_path):
