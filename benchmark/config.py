@@ -78,6 +78,10 @@ class TrainConfig:
     # null: train every epoch. ``epochs`` is then the cap. The sharing study's "steps to 99%".
     stop_at_acc: Optional[float] = None
     probe_size: int = 512
+    # Keep the bias-corrected exponential moving average of the weights with this decay
+    # (benchmark.train.WeightAverage) instead of the last weights; null: the last weights. Off
+    # here, on in train/cpu.yaml (0.999, the maze CPU default), where it was measured.
+    ema_decay: Optional[float] = None
 
 
 @dataclass
@@ -274,6 +278,8 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     _require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
     _require(train.stop_at_acc is None or (_is_number(train.stop_at_acc) and 0.0 < train.stop_at_acc <= 1.0),
              f"train.stop_at_acc must lie in (0, 1] or be null (train every epoch), got {train.stop_at_acc}.")
+    _require(train.ema_decay is None or (_is_number(train.ema_decay) and 0.0 < train.ema_decay < 1.0),
+             f"train.ema_decay must lie in (0, 1) or be null (keep the last weights), got {train.ema_decay}.")
     _require(train.probe_size >= 1, f"train.probe_size must be a positive integer, got {train.probe_size}.")
     _require(_is_number(evaluation.fold_threshold) and 0.0 < evaluation.fold_threshold <= 1.0,
              f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")

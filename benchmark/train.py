@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from benchmark import distributed
 from benchmark.bank import no_decay_parameters
-from benchmark.config import TrainConfig
+from benchmark.config import ConfigError, TrainConfig
 from benchmark.fileio import write_text
 from benchmark.train_state import RunInterrupted, restore_rng, save_train_state
 from tasks.base import Task
@@ -248,6 +248,48 @@ class StopRequest:
             signal.signal(signal.SIGINT, previous)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters, the weights a run keeps (``train.ema_decay``).
+
+    After step t the average is ``sum_s (1 - d) d^(t - s) p_s / (1 - d^t)``: the bias-corrected
+    EMA (as Adam corrects its moments), so it holds no trace of the initial weights and a run
+    of fewer steps than the horizon 1 / (1 - d) still averages only what it trained. The
+    recursion ``a += (p - a) * (1 - d) / (1 - d^t)`` is that sum (step 1 copies the weights).
+    Buffers are not averaged: the models' buffers are constants.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.count = decay, 0
+        self.params = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.count += 1
+        weight = (1.0 - self.decay) / (1.0 - self.decay**self.count)
+        for average, p in zip(self.params, model.parameters()):
+            average.lerp_(p.detach(), weight)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        for average, p in zip(self.params, model.parameters()):
+            p.copy_(average)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(count=self.count, params=list(self.params))
+
+    def load_state_dict(self, state: Any) -> None:
+        """Continue from ``state_dict()``'s output; ``ConfigError`` when it does not fit this model."""
+        ok = (isinstance(state, dict) and set(state) == {"count", "params"} and isinstance(state["count"], int)
+              and state["count"] >= 0 and isinstance(state["params"], list) and len(state["params"]) == len(self.params)
+              and all(isinstance(a, torch.Tensor) and a.shape == b.shape for a, b in zip(state["params"], self.params)))
+        if not ok:
+            raise ConfigError("the training state holds no weight average that fits this model (train.ema_decay is set); "
+                              "delete its train_state.pt to restart that run's training from step 0.")
+        self.count = state["count"]
+        for average, saved in zip(self.params, state["params"]):
+            average.copy_(saved)
+
+
 def fit(
     model: nn.Module,
     task: Task,
@@ -274,6 +316,10 @@ def fit(
     metrics and every random draw are then those of an uninterrupted run. A NaN or infinite loss
     raises ``NonFiniteLoss``; no state is saved after it. ``on_record`` is called with each record
     once it is in metrics.jsonl (e.g. ``benchmark.run.TensorBoardLog``).
+
+    ``cfg.ema_decay`` (not None): the model ends with the ``WeightAverage`` of its weights over
+    training instead of its last weights; the records (loss, training and probe accuracy) are
+    the live weights'.
 
     ``data`` is a ``TensorDataset``; its tensors are moved to ``device`` once, and each batch is
     gathered there by index (no host copies per step on a GPU). Under torchrun (a process group
@@ -306,6 +352,7 @@ def fit(
     detach_extra = cfg.detach_extra if getattr(model, "iteration_limit", None) is None else 0
     model.to(device).train()
     distributed.broadcast_parameters(model)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
     records: list[dict] = []
     window = MetricsWindow(device)
     guard = FiniteGuard(device)
@@ -320,6 +367,8 @@ def fit(
         step, seen, trained_s, records = resume["step"], loop["seen"], loop["seconds"], list(loop["records"])
         window.loss_sum, window.correct = loop["window"]["loss_sum"].to(device), loop["window"]["correct"].to(device)
         window.batches, window.count = loop["window"]["batches"], loop["window"]["count"]
+        if average is not None:
+            average.load_state_dict(loop.get("average"))
         if not writes:  # the saved counts are every rank's together (gather_to_main): rank 0 holds them
             window.correct, window.count = torch.zeros_like(window.correct), 0
         saved = (step, state_path) if state_path is not None else None
@@ -339,7 +388,8 @@ def fit(
             saved = (step, state_path)
             return
         loop = dict(epoch_rng=epoch_rng, seen=seen, seconds=trained_s + time.perf_counter() - start, records=records,
-                    window=dict(loss_sum=window.loss_sum, correct=window.correct, batches=window.batches, count=window.count))
+                    window=dict(loss_sum=window.loss_sum, correct=window.correct, batches=window.batches, count=window.count),
+                    average=average.state_dict() if average is not None else None)
         save_train_state(state_path, step, model, optimizer, scheduler, generator, loop)
         saved = (step, state_path)
 
@@ -379,6 +429,8 @@ def fit(
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                     optimizer.step()
                     scheduler.step()
+                    if average is not None:
+                        average.update(model)
                     step, seen = step + 1, seen + len(indices)
                     guard.observe(loss, step)
                     log_now = step % cfg.log_every == 0 or step == total
@@ -426,5 +478,7 @@ def fit(
             guard.check(saved)
     finally:
         bar.close()
+    if average is not None:
+        average.copy_to(model)
     model.eval()
     return records

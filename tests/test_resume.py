@@ -88,6 +88,25 @@ def test_ctrl_c_saves_a_state_that_resumes_to_the_uninterrupted_weights(tmp_path
     assert read_train_state(path)["step"] == 6  # the end is saved too
 
 
+def test_the_weight_average_resumes_too(tmp_path):
+    """train.ema_decay: the average is part of the state, so the resumed run ends with the
+    uninterrupted run's averaged weights; a state without one is refused in one sentence."""
+    cfg = TrainConfig(**{**CFG.__dict__, "ema_decay": 0.9})
+    expected_model, _ = train(cfg=cfg)
+    plain_model, _ = train()
+    assert not torch.equal(expected_model.bank.coefficients, plain_model.bank.coefficients)  # the average is kept
+    path = tmp_path / STATE_FILE
+    with pytest.raises(RunInterrupted):
+        train(path, StepHook(interrupt_at=4), cfg=cfg)
+    model, _ = train(path, resume=read_train_state(path), cfg=cfg)
+    for key, value in expected_model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    with pytest.raises(RunInterrupted):
+        train(path, StepHook(interrupt_at=4))  # a state saved without an average
+    with pytest.raises(ConfigError, match="holds no weight average that fits this model"):
+        train(path, resume=read_train_state(path), cfg=cfg)
+
+
 @pytest.mark.parametrize("nan_at,kept", [(None, 6), (3, 2), (4, 2), (5, 4)])
 def test_states_are_saved_every_checkpoint_every_steps_and_a_non_finite_loss_keeps_the_last_good_one(tmp_path, nan_at, kept):
     """checkpoint_every=2 over 6 steps: states at 2, 4 and 6, unless a NaN loss at step ``nan_at``

@@ -208,3 +208,32 @@ def test_batches_gathered_by_index_on_the_device_are_the_data_loaders_batches(mo
     assert len(seen) == len(expected) == 15
     for (x, y), (ex, ey) in zip(seen, expected):
         assert torch.equal(x, ex) and torch.equal(y, ey)
+
+
+def test_ema_decay_keeps_the_bias_corrected_average_of_the_trajectory():
+    """train.ema_decay = d: the same training (same draws, same live weights every step), ending
+    with sum_s (1 - d) d^(t - s) p_s / (1 - d^t) over the weights p_1..p_t after each step."""
+    task, d = PrefixSumsTask(), 0.8
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, iters=3, alpha=0.5, log_every=2, checkpoint_every=0)
+    trajectory = []
+
+    def record(model):  # called before each step's backward: the weights after the previous step
+        trajectory.append([p.detach().clone() for p in model.parameters()])
+        return torch.zeros(())
+
+    def train(ema_decay, hook=None):
+        torch.manual_seed(0)
+        model = RecurrentConvNet(task.spec, width=6, templates=2)
+        records = fit(model, task, task.dataset(8, 48, seed=0), TrainConfig(**{**cfg.__dict__, "ema_decay": ema_decay}),
+                      torch.device("cpu"), seed=1, progress=False, regulariser=hook)
+        return model, records
+
+    last, plain_records = train(None, record)
+    steps = trajectory[1:] + [[p.detach() for p in last.parameters()]]  # p_1 .. p_t
+    averaged, records = train(d)
+    t = len(steps)
+    assert t == 6 and [r["loss"] for r in records] == [r["loss"] for r in plain_records]  # the same training
+    for i, p in enumerate(averaged.parameters()):
+        expected = sum((1 - d) * d ** (t - s) * steps[s - 1][i] for s in range(1, t + 1)) / (1 - d**t)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
+    assert not all(torch.equal(a, b) for a, b in zip(averaged.parameters(), last.parameters()))
