@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +274,18 @@ class WeightAverage:
         for average, p in zip(self.params, model.parameters()):
             p.copy_(average)
 
+    @contextmanager
+    def swapped_in(self, model: nn.Module) -> Iterator[None]:
+        """``model`` holds the average inside the block, its own weights again after it."""
+        live = [p.detach().clone() for p in model.parameters()]
+        self.copy_to(model)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, saved in zip(model.parameters(), live):
+                    p.copy_(saved)
+
     def state_dict(self) -> dict[str, Any]:
         return dict(count=self.count, params=list(self.params))
 
@@ -318,8 +330,8 @@ def fit(
     once it is in metrics.jsonl (e.g. ``benchmark.run.TensorBoardLog``).
 
     ``cfg.ema_decay`` (not None): the model ends with the ``WeightAverage`` of its weights over
-    training instead of its last weights; the records (loss, training and probe accuracy) are
-    the live weights'.
+    training instead of its last weights. The records' loss and training accuracy are the live
+    weights'; the probe accuracy (``cfg.stop_at_acc``) is the average's, the weights a stop keeps.
 
     ``data`` is a ``TensorDataset``; its tensors are moved to ``device`` once, and each batch is
     gathered there by index (no host copies per step on a GPU). Under torchrun (a process group
@@ -450,7 +462,10 @@ def fit(
                         guard.check(saved)  # the host syncs here anyway; no NaN reaches metrics.jsonl
                         extra = {}
                         if probe is not None:  # measured before the clock is read: its cost counts as training time
-                            extra["probe_acc"] = distributed.broadcast_object(probe.accuracy(model, cfg.iters))  # rank 0's decides
+                            # The weights the run would keep if it stopped here: the average, when there is one.
+                            with average.swapped_in(model) if average is not None else nullcontext():
+                                accuracy = probe.accuracy(model, cfg.iters)
+                            extra["probe_acc"] = distributed.broadcast_object(accuracy)  # rank 0's decides
                             reached = extra["probe_acc"] >= cfg.stop_at_acc
                         if device.type == "cuda":  # the allocator's peak so far (this rank's GPU)
                             extra["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

@@ -91,9 +91,9 @@ def test_ctrl_c_saves_a_state_that_resumes_to_the_uninterrupted_weights(tmp_path
 def test_the_weight_average_resumes_too(tmp_path):
     """train.ema_decay: the average is part of the state, so the resumed run ends with the
     uninterrupted run's averaged weights; a state without one is refused in one sentence."""
-    cfg = TrainConfig(**{**CFG.__dict__, "ema_decay": 0.9})
+    cfg, plain = (TrainConfig(**{**CFG.__dict__, "ema_decay": decay}) for decay in (0.9, None))
     expected_model, _ = train(cfg=cfg)
-    plain_model, _ = train()
+    plain_model, _ = train(cfg=plain)
     assert not torch.equal(expected_model.bank.coefficients, plain_model.bank.coefficients)  # the average is kept
     path = tmp_path / STATE_FILE
     with pytest.raises(RunInterrupted):
@@ -102,7 +102,7 @@ def test_the_weight_average_resumes_too(tmp_path):
     for key, value in expected_model.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     with pytest.raises(RunInterrupted):
-        train(path, StepHook(interrupt_at=4))  # a state saved without an average
+        train(path, StepHook(interrupt_at=4), cfg=plain)  # a state saved without an average
     with pytest.raises(ConfigError, match="holds no weight average that fits this model"):
         train(path, resume=read_train_state(path), cfg=cfg)
 

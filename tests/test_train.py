@@ -92,7 +92,8 @@ def test_training_gives_the_weights_recorded_before_the_refactor(case):
     alpha = {"maze alpha 0.5, detach_extra, regulariser": 0.5, "prefix sums alpha 1": 1.0, "prefix sums alpha 0": 0.0}[case]
     maze = task.name == "maze"
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, clip=1.0, weight_decay=2e-4, log_every=2,
-                      loop_weight=0.0, iters=3 if maze else 4, alpha=alpha, detach_extra=2 if maze else 0)
+                      loop_weight=0.0, iters=3 if maze else 4, alpha=alpha, detach_extra=2 if maze else 0,
+                      ema_decay=None)  # the last weights, as recorded before the weight average existed
     data = task.dataset(5 if maze else 8, 48, seed=0)
     torch.manual_seed(7)
     model = RecurrentConvNet(task.spec, width=6, depth=2 if maze else 1, templates=2)
