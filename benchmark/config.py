@@ -78,9 +78,9 @@ class TrainConfig:
     # null: train every epoch. ``epochs`` is then the cap. The sharing study's "steps to 99%".
     stop_at_acc: Optional[float] = None
     probe_size: int = 512
-    # The run keeps the bias-corrected exponential moving average of its weights with this decay
-    # (benchmark.train.WeightAverage; 0.999: about the last 1,000 of the 2,500 steps) instead of
-    # its last weights; null: the last weights. Same training, other final weights: 33x33 mazes
+    # The run keeps the exponential moving average of its weights with this decay, started at the
+    # initial weights (benchmark.train.WeightAverage; 0.999: about the last 1,000 of the 2,500
+    # steps, and 8% of the initial weights) instead of its last weights; null: the last weights. Same training, other final weights: 33x33 mazes
     # went from 52-93% to PLACEHOLDER at up to 500 iterations over seeds 0-2 (README, "Maze track").
     # Recipes tuned without it (prefix sums, shortest paths, the published scale) set it null.
     ema_decay: Optional[float] = 0.999

@@ -251,23 +251,24 @@ class StopRequest:
 class WeightAverage:
     """An exponential moving average of a model's parameters, the weights a run keeps (``train.ema_decay``).
 
-    After step t the average is ``sum_s (1 - d) d^(t - s) p_s / (1 - d^t)``: the bias-corrected
-    EMA (as Adam corrects its moments), so it holds no trace of the initial weights and a run
-    of fewer steps than the horizon 1 / (1 - d) still averages only what it trained. The
-    recursion ``a += (p - a) * (1 - d) / (1 - d^t)`` is that sum (step 1 copies the weights).
-    Buffers are not averaged: the models' buffers are constants.
+    It starts as a copy of the initial weights p_0 and after each step s moves towards the new
+    weights: ``a += (1 - d) (p_s - a)``, so after t steps ``a = d^t p_0 + sum_s (1 - d) d^(t - s) p_s``.
+    The share d^t of the initial weights is part of the recipe, measured: with d = 0.999 over the
+    maze default's 2,500 steps (a share of 8%), seeds 1 and 2 reached 95-99% on 33x33 mazes; the
+    bias-corrected average without that share (divided by 1 - d^t, as Adam corrects its moments)
+    reached 95% and 74% (README, "Maze track"). A run of fewer steps than the horizon 1 / (1 - d)
+    keeps mostly its initial weights: shorten the horizon with it. Buffers are not averaged: the
+    models' buffers are constants.
     """
 
     def __init__(self, model: nn.Module, decay: float):
-        self.decay, self.count = decay, 0
+        self.decay = decay
         self.params = [p.detach().clone() for p in model.parameters()]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        self.count += 1
-        weight = (1.0 - self.decay) / (1.0 - self.decay**self.count)
         for average, p in zip(self.params, model.parameters()):
-            average.lerp_(p.detach(), weight)
+            average.lerp_(p.detach(), 1.0 - self.decay)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
@@ -287,17 +288,16 @@ class WeightAverage:
                     p.copy_(saved)
 
     def state_dict(self) -> dict[str, Any]:
-        return dict(count=self.count, params=list(self.params))
+        return dict(params=list(self.params))
 
     def load_state_dict(self, state: Any) -> None:
         """Continue from ``state_dict()``'s output; ``ConfigError`` when it does not fit this model."""
-        ok = (isinstance(state, dict) and set(state) == {"count", "params"} and isinstance(state["count"], int)
-              and state["count"] >= 0 and isinstance(state["params"], list) and len(state["params"]) == len(self.params)
+        ok = (isinstance(state, dict) and set(state) == {"params"}
+              and isinstance(state["params"], list) and len(state["params"]) == len(self.params)
               and all(isinstance(a, torch.Tensor) and a.shape == b.shape for a, b in zip(state["params"], self.params)))
         if not ok:
             raise ConfigError("the training state holds no weight average that fits this model (train.ema_decay is set); "
                               "delete its train_state.pt to restart that run's training from step 0.")
-        self.count = state["count"]
         for average, saved in zip(self.params, state["params"]):
             average.copy_(saved)
 

@@ -211,9 +211,9 @@ def test_batches_gathered_by_index_on_the_device_are_the_data_loaders_batches(mo
         assert torch.equal(x, ex) and torch.equal(y, ey)
 
 
-def test_ema_decay_keeps_the_bias_corrected_average_of_the_trajectory():
+def test_ema_decay_keeps_the_moving_average_of_the_trajectory():
     """train.ema_decay = d: the same training (same draws, same live weights every step), ending
-    with sum_s (1 - d) d^(t - s) p_s / (1 - d^t) over the weights p_1..p_t after each step."""
+    with d^t p_0 + sum_s (1 - d) d^(t - s) p_s over the initial weights p_0 and the weights p_1..p_t after each step."""
     task, d = PrefixSumsTask(), 0.8
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, iters=3, alpha=0.5, log_every=2, checkpoint_every=0)
     trajectory = []
@@ -231,10 +231,11 @@ def test_ema_decay_keeps_the_bias_corrected_average_of_the_trajectory():
 
     last, plain_records = train(None, record)
     steps = trajectory[1:] + [[p.detach() for p in last.parameters()]]  # p_1 .. p_t
+    initial = trajectory[0]  # p_0
     averaged, records = train(d)
     t = len(steps)
     assert t == 6 and [r["loss"] for r in records] == [r["loss"] for r in plain_records]  # the same training
     for i, p in enumerate(averaged.parameters()):
-        expected = sum((1 - d) * d ** (t - s) * steps[s - 1][i] for s in range(1, t + 1)) / (1 - d**t)
+        expected = d**t * initial[i] + sum((1 - d) * d ** (t - s) * steps[s - 1][i] for s in range(1, t + 1))
         torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
     assert not all(torch.equal(a, b) for a, b in zip(averaged.parameters(), last.parameters()))
