@@ -326,7 +326,7 @@ def test_fold_scores_the_runs_own_fold_under_its_own_name(tmp_path, capsys):
     code, out, _ = _evaluate(capsys, str(run_dir), "--sizes", "9", "--iters", "6", "--n", "16", "--fold", "--device", "cpu",
                              "--precision", "fp32")
     assert code == 0 and "folded into 1 loop(s)" in out
-    written = EvalResult.read(run_dir / "eval_sizes9_iters6_n16_folded.json")  # trained in fp32: no suffix
+    written = EvalResult.read(run_dir / "eval_sizes9_iters6_n16_fp32_folded.json")  # trained in bf16, scored in fp32
     model, ckpt, cfg, device = load_run(run_dir, "cpu", "fp32")
     folded, report = fold(model, cfg["eval"]["fold_threshold"])
     assert len(report.loops) == 1
@@ -344,8 +344,8 @@ def test_fold_scores_the_runs_own_fold_under_its_own_name(tmp_path, capsys):
     assert looser_report.block_weights_after < report.block_weights_after  # a different fold, not the run's
     with torch.no_grad():
         expected = evaluate(looser, ckpt.task, data, 6, cfg["train"]["iters"], 100, device).accuracy
-    assert EvalResult.read(run_dir / "eval_sizes9_iters6_n16_folded0.2.json").accuracy == expected
-    assert EvalResult.read(run_dir / "eval_sizes9_iters6_n16_folded.json").accuracy == written.accuracy
+    assert EvalResult.read(run_dir / "eval_sizes9_iters6_n16_fp32_folded0.2.json").accuracy == expected
+    assert EvalResult.read(run_dir / "eval_sizes9_iters6_n16_fp32_folded.json").accuracy == written.accuracy
 
 
 @pytest.mark.parametrize("flags, said", [
