@@ -248,8 +248,13 @@ class StopRequest:
             signal.signal(signal.SIGINT, previous)
 
 
+def ema_decay(horizon: float, steps: int) -> float:
+    """The decay d whose horizon 1 / (1 - d) is ``horizon`` x ``steps`` (0: no averaging, when that is under one step)."""
+    return max(0.0, 1.0 - 1.0 / (horizon * steps))
+
+
 class WeightAverage:
-    """An exponential moving average of a model's parameters, the weights a run keeps (``train.ema_decay``).
+    """An exponential moving average of a model's parameters, the weights a run keeps (``train.ema_horizon``).
 
     It starts as a copy of the initial weights p_0 and after each step s moves towards the new
     weights: ``a += (1 - d) (p_s - a)``, so after t steps ``a = d^t p_0 + sum_s (1 - d) d^(t - s) p_s``.
@@ -257,8 +262,8 @@ class WeightAverage:
     maze default's 2,500 steps (a share of 8%), seeds 1 and 2 reached 95-99% on 33x33 mazes; the
     bias-corrected average without that share (divided by 1 - d^t, as Adam corrects its moments)
     reached 95% and 74% (README, "Maze track"). A run of fewer steps than the horizon 1 / (1 - d)
-    keeps mostly its initial weights: shorten the horizon with it. Buffers are not averaged: the
-    models' buffers are constants.
+    keeps mostly its initial weights, which is why ``fit`` sets d from the run's length
+    (``ema_decay``). Buffers are not averaged: the models' buffers are constants.
     """
 
     def __init__(self, model: nn.Module, decay: float):
@@ -296,7 +301,7 @@ class WeightAverage:
               and isinstance(state["params"], list) and len(state["params"]) == len(self.params)
               and all(isinstance(a, torch.Tensor) and a.shape == b.shape for a, b in zip(state["params"], self.params)))
         if not ok:
-            raise ConfigError("the training state holds no weight average that fits this model (train.ema_decay is set); "
+            raise ConfigError("the training state holds no weight average that fits this model (train.ema_horizon is set); "
                               "delete its train_state.pt to restart that run's training from step 0.")
         for average, saved in zip(self.params, state["params"]):
             average.copy_(saved)
@@ -329,8 +334,8 @@ def fit(
     raises ``NonFiniteLoss``; no state is saved after it. ``on_record`` is called with each record
     once it is in metrics.jsonl (e.g. ``benchmark.run.TensorBoardLog``).
 
-    ``cfg.ema_decay`` (not None): the model ends with the ``WeightAverage`` of its weights over
-    training instead of its last weights. The records' loss and training accuracy are the live
+    ``cfg.ema_horizon`` (not None): the model ends with the ``WeightAverage`` of its weights over
+    training (decay ``ema_decay(cfg.ema_horizon, steps)``) instead of its last weights. The records' loss and training accuracy are the live
     weights'; the probe accuracy (``cfg.stop_at_acc``) is the average's, the weights a stop keeps.
 
     ``data`` is a ``TensorDataset``; its tensors are moved to ``device`` once, and each batch is
@@ -364,7 +369,7 @@ def fit(
     detach_extra = cfg.detach_extra if getattr(model, "iteration_limit", None) is None else 0
     model.to(device).train()
     distributed.broadcast_parameters(model)
-    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    average = WeightAverage(model, ema_decay(cfg.ema_horizon, total)) if cfg.ema_horizon is not None else None
     records: list[dict] = []
     window = MetricsWindow(device)
     guard = FiniteGuard(device)

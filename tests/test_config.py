@@ -84,7 +84,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
                             "templates": 2, "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "checkpoint_every": 200,
-                            "loop_weight": 0.0, "stop_at_acc": None, "probe_size": 512, "ema_decay": 0.999}
+                            "loop_weight": 0.0, "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4}
     assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99, "halt_after": 0}
     assert (cfg["seed"], cfg["device"], cfg["progress"], cfg["resume"], cfg["precision"]) == (0, "auto", True, None, "auto")
     # The schema's defaults are these defaults: a TrainConfig() in a test is the command line's.
@@ -108,12 +108,12 @@ STUDY_MODELS = ["recurrent", "shared_k2", "feedforward", "depth_k2", "shared_k1"
     "task,study,looped",
     [("maze", dict(size=dict(train=9, test=[15], n_train=20000, n_test=500), eval=dict(iters=100, batch_size=250, fold_threshold=0.99, halt_after=0),
                    train=dict(epochs=16, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=20, log_every=25,
-                              checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_decay=None)),
+                              checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None)),
       dict(alpha=1.0, detach_extra=20)),
      ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=200),
                           eval=dict(iters=300, batch_size=500, fold_threshold=0.99, halt_after=20),
                           train=dict(epochs=30, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
-                                     log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_decay=None)),
+                                     log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None)),
       dict(alpha=1.0, detach_extra=0))],
 )
 def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):

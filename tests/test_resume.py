@@ -89,9 +89,9 @@ def test_ctrl_c_saves_a_state_that_resumes_to_the_uninterrupted_weights(tmp_path
 
 
 def test_the_weight_average_resumes_too(tmp_path):
-    """train.ema_decay: the average is part of the state, so the resumed run ends with the
+    """train.ema_horizon: the average is part of the state, so the resumed run ends with the
     uninterrupted run's averaged weights; a state without one is refused in one sentence."""
-    cfg, plain = (TrainConfig(**{**CFG.__dict__, "ema_decay": decay}) for decay in (0.9, None))
+    cfg, plain = (TrainConfig(**{**CFG.__dict__, "ema_horizon": horizon}) for horizon in (1.0, None))
     expected_model, _ = train(cfg=cfg)
     plain_model, _ = train(cfg=plain)
     assert not torch.equal(expected_model.bank.coefficients, plain_model.bank.coefficients)  # the average is kept

@@ -93,7 +93,7 @@ def test_training_gives_the_weights_recorded_before_the_refactor(case):
     maze = task.name == "maze"
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, clip=1.0, weight_decay=2e-4, log_every=2,
                       loop_weight=0.0, iters=3 if maze else 4, alpha=alpha, detach_extra=2 if maze else 0,
-                      ema_decay=None)  # the last weights, as recorded before the weight average existed
+                      ema_horizon=None)  # the last weights, as recorded before the weight average existed
     data = task.dataset(5 if maze else 8, 48, seed=0)
     torch.manual_seed(7)
     model = RecurrentConvNet(task.spec, width=6, depth=2 if maze else 1, templates=2)
@@ -211,10 +211,11 @@ def test_batches_gathered_by_index_on_the_device_are_the_data_loaders_batches(mo
         assert torch.equal(x, ex) and torch.equal(y, ey)
 
 
-def test_ema_decay_keeps_the_moving_average_of_the_trajectory():
-    """train.ema_decay = d: the same training (same draws, same live weights every step), ending
-    with d^t p_0 + sum_s (1 - d) d^(t - s) p_s over the initial weights p_0 and the weights p_1..p_t after each step."""
-    task, d = PrefixSumsTask(), 0.8
+def test_ema_horizon_keeps_the_moving_average_of_the_trajectory():
+    """train.ema_horizon = h over t steps: d = 1 - 1 / (h t); the same training (same draws, same live
+    weights every step), ending with d^t p_0 + sum_s (1 - d) d^(t - s) p_s over the initial weights
+    p_0 and the weights p_1..p_t after each step."""
+    task, horizon = PrefixSumsTask(), 5 / 6
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, iters=3, alpha=0.5, log_every=2, checkpoint_every=0)
     trajectory = []
 
@@ -222,20 +223,30 @@ def test_ema_decay_keeps_the_moving_average_of_the_trajectory():
         trajectory.append([p.detach().clone() for p in model.parameters()])
         return torch.zeros(())
 
-    def train(ema_decay, hook=None):
+    def train(ema_horizon, hook=None):
         torch.manual_seed(0)
         model = RecurrentConvNet(task.spec, width=6, templates=2)
-        records = fit(model, task, task.dataset(8, 48, seed=0), TrainConfig(**{**cfg.__dict__, "ema_decay": ema_decay}),
+        records = fit(model, task, task.dataset(8, 48, seed=0), TrainConfig(**{**cfg.__dict__, "ema_horizon": ema_horizon}),
                       torch.device("cpu"), seed=1, progress=False, regulariser=hook)
         return model, records
 
     last, plain_records = train(None, record)
     steps = trajectory[1:] + [[p.detach() for p in last.parameters()]]  # p_1 .. p_t
     initial = trajectory[0]  # p_0
-    averaged, records = train(d)
+    averaged, records = train(horizon)
     t = len(steps)
+    d = 1 - 1 / (horizon * t)
+    assert d == pytest.approx(0.8)
     assert t == 6 and [r["loss"] for r in records] == [r["loss"] for r in plain_records]  # the same training
     for i, p in enumerate(averaged.parameters()):
         expected = d**t * initial[i] + sum((1 - d) * d ** (t - s) * steps[s - 1][i] for s in range(1, t + 1))
         torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
     assert not all(torch.equal(a, b) for a, b in zip(averaged.parameters(), last.parameters()))
+
+
+def test_the_ema_horizon_is_a_fraction_of_the_run():
+    from benchmark.train import ema_decay
+
+    assert ema_decay(0.4, 2500) == pytest.approx(0.999)  # the maze default: 4 epochs of 625 steps
+    assert 0.999 ** 2500 == pytest.approx(ema_decay(0.4, 2500) ** 2500) and ema_decay(0.4, 10) ** 10 < 0.1  # ~8% init share
+    assert ema_decay(0.1, 5) == 0.0  # a horizon under one step: the last weights
