@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -213,30 +215,40 @@ def plot_settling(result: EvalResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_study_extrapolation(frame: pd.DataFrame, path: Path) -> Path:
-    """Accuracy against test-time iterations, one panel per task (its biggest test size), one line
-    per model (mean over seeds, band min..max), the training depth dashed.
-
-    ``frame``: long table (task, size, train_iters, model, seed, iteration, accuracy), e.g.
-    ``benchmark.study.study_curves``. The legend sits right of the last panel, off the curves.
-    """
+def _per_task_figure(frame: pd.DataFrame, path: Path, draw: Callable[..., None], dashed: str, legend_title: str) -> Path:
+    """One panel per task of ``frame`` (a long table with ``task`` and ``model`` columns), one
+    colour per model across panels; ``draw(ax, part, hue_order=..., palette=..., legend=...)`` draws
+    a panel and its grey dashed reference lines (``dashed`` labels them). The legend sits right
+    of the last panel, off the curves."""
     tasks = sorted(frame["task"].unique())
     models = sorted(frame["model"].unique())
     palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))))
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.4, 4.0), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         part = frame[frame["task"] == task]
-        sns.lineplot(data=part, x="iteration", y="accuracy", hue="model", hue_order=[m for m in models if m in set(part["model"])],
-                     palette=palette, estimator="mean", errorbar=("pi", 100), ax=ax, legend=ax is axes[0][-1])
-        for depth in sorted(part["train_iters"].unique()):
-            ax.axvline(depth, color="grey", linestyle="--", linewidth=1)
-        ax.set(title=f"{task}, test size {part['size'].max()}", ylim=(-0.02, 1.02), xlabel="test-time iterations",
-               ylabel="exact-match accuracy")
+        draw(ax, part, hue_order=[m for m in models if m in set(part["model"])], palette=palette, legend=ax is axes[0][-1])
     handles, labels = axes[0][-1].get_legend_handles_labels()
     handles.append(matplotlib.lines.Line2D([], [], color="grey", linestyle="--", linewidth=1))
-    axes[0][-1].legend(handles, [*labels, "training depth"], title="model (band: min..max over seeds)", bbox_to_anchor=(1.03, 1.0),
+    axes[0][-1].legend(handles, [*labels, dashed], title=legend_title, bbox_to_anchor=(1.03, 1.0),
                        loc="upper left", fontsize=8, title_fontsize=9, frameon=False)
     return save_figure(fig, path)
+
+
+def plot_study_extrapolation(frame: pd.DataFrame, path: Path) -> Path:
+    """Accuracy against test-time iterations, one panel per task (its biggest test size), one line
+    per model (mean over seeds, band min..max), the training depth dashed.
+
+    ``frame``: long table (task, size, train_iters, model, seed, iteration, accuracy), e.g.
+    ``benchmark.study.study_curves``.
+    """
+    def draw(ax: plt.Axes, part: pd.DataFrame, **style: Any) -> None:
+        sns.lineplot(data=part, x="iteration", y="accuracy", hue="model", estimator="mean", errorbar=("pi", 100), ax=ax, **style)
+        for depth in sorted(part["train_iters"].unique()):
+            ax.axvline(depth, color="grey", linestyle="--", linewidth=1)
+        ax.set(title=f"{part['task'].iloc[0]}, test size {part['size'].max()}", ylim=(-0.02, 1.02),
+               xlabel="test-time iterations", ylabel="exact-match accuracy")
+
+    return _per_task_figure(frame, path, draw, "training depth", "model (band: min..max over seeds)")
 
 
 def plot_study_training(frame: pd.DataFrame, path: Path) -> Path:
@@ -246,22 +258,13 @@ def plot_study_training(frame: pd.DataFrame, path: Path) -> Path:
     ``frame``: long table (task, model, seed, step, probe_acc, target), e.g.
     ``benchmark.study.training_curves``.
     """
-    tasks = sorted(frame["task"].unique())
-    models = sorted(frame["model"].unique())
-    palette = dict(zip(models, sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks) + 2.4, 4.0), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        part = frame[frame["task"] == task]
-        sns.lineplot(data=part, x="step", y="probe_acc", hue="model", hue_order=[m for m in models if m in set(part["model"])],
-                     units="seed", estimator=None, palette=palette, linewidth=1, ax=ax, legend=ax is axes[0][-1])
+    def draw(ax: plt.Axes, part: pd.DataFrame, **style: Any) -> None:
+        sns.lineplot(data=part, x="step", y="probe_acc", hue="model", units="seed", estimator=None, linewidth=1, ax=ax, **style)
         for target in sorted(part["target"].unique()):
             ax.axhline(target, color="grey", linestyle="--", linewidth=1)
-        ax.set(title=task, ylim=(-0.02, 1.02), xlabel="training steps", ylabel="probe accuracy (training depth)")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    handles.append(matplotlib.lines.Line2D([], [], color="grey", linestyle="--", linewidth=1))
-    axes[0][-1].legend(handles, [*labels, "target"], title="model (a line per seed)", bbox_to_anchor=(1.03, 1.0),
-                       loc="upper left", fontsize=8, title_fontsize=9, frameon=False)
-    return save_figure(fig, path)
+        ax.set(title=part["task"].iloc[0], ylim=(-0.02, 1.02), xlabel="training steps", ylabel="probe accuracy (training depth)")
+
+    return _per_task_figure(frame, path, draw, "target", "model (a line per seed)")
 
 
 if __name__ == "__main__":
