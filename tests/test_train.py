@@ -1,4 +1,5 @@
 import collections
+import re
 
 import numpy as np
 import pytest
@@ -250,3 +251,32 @@ def test_the_ema_horizon_is_a_fraction_of_the_run():
     assert ema_decay(0.4, 2500) == pytest.approx(0.999)  # the maze default: 4 epochs of 625 steps
     assert 0.999 ** 2500 == pytest.approx(ema_decay(0.4, 2500) ** 2500) and ema_decay(0.4, 10) ** 10 < 0.1  # ~8% init share
     assert ema_decay(0.1, 5) == 0.0  # a horizon under one step: the last weights
+
+
+def test_a_weight_average_far_below_the_last_weights_is_said():
+    """An average over the whole of a short run (ema_horizon 1: the initial weights keep a third)
+    scores far below the last weights on the training probe: the run warns with both numbers and
+    still keeps the average; the default horizon, on the same run, keeps quiet."""
+    import warnings
+
+    task = PrefixSumsTask()
+
+    def train(horizon):
+        torch.manual_seed(0)
+        model = RecurrentConvNet(task.spec, width=32, templates=None)
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=5e-3, warmup_steps=10, iters=3, alpha=0.0, detach_extra=0,
+                          log_every=1000, ema_horizon=horizon, probe_size=256)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(model, task, task.dataset(8, 2000, seed=0), cfg, torch.device("cpu"), seed=0, progress=False)
+        return model, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+    model, said = train(1.0)
+    assert len(said) == 1 and said[0].startswith("the weight average (train.ema_horizon=1.0) scores ")
+    kept, last = (float(x) / 100 for x in re.findall(r"([\d.]+)% ", said[0]))
+    assert kept < last - 0.05
+    data = task.dataset(8, 2000, seed=0)
+    x, y = data[:256]
+    with torch.no_grad():
+        assert task.score(x, y, model(x, 3).argmax(1)).float().mean().item() == pytest.approx(kept, abs=1e-3)  # the average is kept
+    assert train(0.4)[1] == []
