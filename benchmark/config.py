@@ -28,6 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from benchmark.bank import COEFFICIENT_INITS
 from benchmark.distributed import env_world_size
+from benchmark.loop_regulariser import LOOP_FORMS
 from benchmark.model import RECALL_INITS
 from benchmark.precision import PRECISIONS
 from tasks.base import Task, TaskError
@@ -74,6 +75,9 @@ class TrainConfig:
     # and a save costs milliseconds.
     checkpoint_every: int = 200
     loop_weight: float = 0.0  # weight of the loop-inducing regulariser (0: off)
+    # Its form (benchmark.loop_regulariser.LOOP_FORMS): "squared" (1 - cos^2 per pair) or "abs"
+    # (|sin| per pair, smoothed): the second ends pairs exactly parallel and lets others differ.
+    loop_form: str = "squared"
     # Stop once the probe accuracy (the model at ``iters`` on the first ``probe_size`` training
     # samples, measured at every log step; ``probe_acc`` in metrics.jsonl) reaches this fraction;
     # null: train every epoch. ``epochs`` is then the cap. The sharing study's "steps to 99%".
@@ -133,7 +137,7 @@ class DeepInitConfig:
     offered to one is offered to the other.
     """
 
-    recall_init: str = "default"  # the recall convs: "default" (PyTorch's) or "kaiming" (benchmark.model.RECALL_INITS)
+    recall_init: str = "default"  # the recall convs: "default" (PyTorch's), "kaiming" or "kaiming_loop" (benchmark.model.RECALL_INITS)
     block_scale: Optional[float] = None  # block convs' RMS std as a multiple of a Kaiming template's; null: as initialised
 
 
@@ -281,6 +285,8 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                        ("train.warmup_steps", train.warmup_steps), ("train.loop_weight", train.loop_weight),
                        ("train.detach_extra", train.detach_extra)):
         _require(_is_number(value) and value >= 0, f"{key} must be a finite number >= 0, got {value}.")
+    _require(train.loop_form in LOOP_FORMS,
+             f"train.loop_form must be one of {', '.join(LOOP_FORMS)}, got {train.loop_form!r}.")
     _require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
     _require(train.stop_at_acc is None or (_is_number(train.stop_at_acc) and 0.0 < train.stop_at_acc <= 1.0),
              f"train.stop_at_acc must lie in (0, 1] or be null (train every epoch), got {train.stop_at_acc}.")

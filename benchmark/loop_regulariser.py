@@ -54,11 +54,24 @@ def _pair_cosines(model: nn.Module) -> torch.Tensor | None:
     return torch.cat(cosines) if cosines else None
 
 
-def loop_penalty(model: nn.Module) -> torch.Tensor:
-    """The loop-inducing regulariser: ``mean over pairs (i, j) of 1 - cos^2(a_i, a_j)``.
+# The forms of ``loop_penalty`` (``train.loop_form``), as functions of the pairs' cos^2.
+# "squared", 1 - cos^2 = sin^2: a quadratic pull on every pair alike; no pair reaches exactly
+# parallel (the pull vanishes near it) and every pair pays, so a stack that needs a few breaks
+# between its loops pays for them all the time. "abs", |sin| smoothed over ABS_EPS: the pull
+# stays about 1 near parallel, so pairs that can be parallel end there (to within about
+# ABS_EPS, a fold that changes nothing), and a pair that must differ costs at most 1 however
+# different it is: the total-variation (L1) form of the same idea, which keeps loops with breaks.
+LOOP_FORMS = ("squared", "abs")
+ABS_EPS = 1e-3
 
-    The pairs are those of ``loop_pairs`` (same-role layers one step apart) over every learned
-    bank of ``model``. Why this form:
+
+def loop_penalty(model: nn.Module, form: str = "squared") -> torch.Tensor:
+    """The loop-inducing regulariser: the mean over pairs (i, j) of a distance from parallel.
+
+    ``form`` "squared": ``1 - cos^2(a_i, a_j)``; "abs": ``sqrt(1 - cos^2 + eps^2) - eps`` with
+    eps = ``ABS_EPS`` (|sin| made smooth; see ``LOOP_FORMS``). The pairs are those of
+    ``loop_pairs`` (same-role layers one step apart) over every learned bank of ``model``. Why
+    this shape:
 
     - it depends only on the directions of the rows, like the LSM (cos^2 = LSM^2), so it neither
       shrinks nor grows the weights and leaves their scale to the task loss; a pair is free to
@@ -71,11 +84,16 @@ def loop_penalty(model: nn.Module) -> torch.Tensor:
     Returns a 0-d tensor (a constant 0 when the model has no learned bank). Use it as
     ``loss + weight * loop_penalty(model)``, e.g. ``fit(..., regulariser=lambda m: w * loop_penalty(m))``.
     """
+    if form not in LOOP_FORMS:
+        raise ValueError(f"the loop penalty's form must be one of {', '.join(LOOP_FORMS)}, got {form!r}.")
     cos = _pair_cosines(model)
     if cos is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         return torch.zeros((), device=device)
-    return (1.0 - cos.square()).mean()
+    sin2 = (1.0 - cos.square()).clamp_min(0.0)
+    if form == "squared":
+        return sin2.mean()
+    return ((sin2 + ABS_EPS**2).sqrt() - ABS_EPS).mean()
 
 
 def loop_similarity(model: nn.Module) -> float:
@@ -85,4 +103,4 @@ def loop_similarity(model: nn.Module) -> float:
     return float("nan") if cos is None else float(cos.abs().mean())
 
 
-__all__ = ["loop_pairs", "loop_penalty", "loop_similarity"]
+__all__ = ["LOOP_FORMS", "loop_pairs", "loop_penalty", "loop_similarity"]

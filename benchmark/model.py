@@ -46,8 +46,13 @@ CONVS_PER_BLOCK = 4  # two residual basic blocks of two convs each, as in Deep T
 # depth-wise model at init, the gradient reaching the recall conv of position p falls about 10x
 # every 3 positions (measured: 5e-3 at position 18, 7e-11 at position 0 with the paper's
 # coefficients). "kaiming": normal, fan-in, ReLU gain, which keeps the features' scale through
-# the recall; the same model's recall gradients then span 8e-4 .. 4e-2.
-RECALL_INITS = ("default", "kaiming")
+# the recall; the same model's recall gradients then span 8e-4 .. 4e-2. "kaiming_loop": Kaiming
+# for every position but the last, which keeps the default. The last position is the one a
+# model iterates past its depth (``depth_k2_tail`` trains it as a loop of 21 iterations), and a
+# Kaiming recall makes that loop expansive: at init its features grew 11x over those iterations
+# (prefix sums, width 32) and 480x after training, where the default's loop contracts to a
+# fixed point, as a hard-recurrent block's does.
+RECALL_INITS = ("default", "kaiming", "kaiming_loop")
 
 
 class IteratedBlockNet(nn.Module):
@@ -245,8 +250,8 @@ class RecurrentConvNet(IteratedBlockNet):
             (``benchmark.bank.COEFFICIENT_INITS``): "orthogonal", the paper's, or
             "orthogonal_unit", rows of unit norm on average. Ignored when ``templates`` is None.
         recall_init: how the recall convs start (``RECALL_INITS``): "default", PyTorch's conv
-            init, or "kaiming" (normal, fan-in, ReLU gain). See ``RECALL_INITS`` for why a deep
-            stack needs the second.
+            init, "kaiming" (normal, fan-in, ReLU gain), or "kaiming_loop" (Kaiming but the last
+            position). See ``RECALL_INITS`` for why a deep stack needs Kaiming and a loop does not.
         block_scale: None keeps the block convs as the bank initialised them; a number s
             rescales the templates so that the mixed block weights' root-mean-square std is s
             times a Kaiming template's (the same rule for shared and unshared banks; ``_rescale_blocks``).
@@ -284,8 +289,8 @@ class RecurrentConvNet(IteratedBlockNet):
         self.projection = conv(spec.in_channels, width)
         # The recall conv changes the channel count, so it cannot come from the w->w bank.
         self.recall_convs = nn.ModuleList(conv(width + spec.in_channels, width) for _ in range(depth)) if recall else None
-        if recall and recall_init == "kaiming":
-            for c in self.recall_convs:
+        if recall and recall_init != "default":
+            for c in self.recall_convs[: depth - 1 if recall_init == "kaiming_loop" else depth]:
                 nn.init.kaiming_normal_(c.weight, nonlinearity="relu")
         layers = depth * CONVS_PER_BLOCK
         self.bank = TemplateBank(

@@ -282,8 +282,8 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
         print(f"{task.name} / {model.name}: {n_params:,} parameters, training on size {cfg.size.train} "
               f"({len(train_data)} samples), device {device}"
               + (f", {distributed.world_size()} processes" if distributed.active() else ""), flush=True)
-    weight = cfg.train.loop_weight
-    regulariser = (lambda m: weight * loop_penalty(m)) if weight > 0 else None
+    weight, form = cfg.train.loop_weight, cfg.train.loop_form
+    regulariser = (lambda m: weight * loop_penalty(m, form)) if weight > 0 else None
     t0 = time.perf_counter()
     if state is not None and main:
         print(f"resuming {run_dir} from step {state['step']}", flush=True)

@@ -578,7 +578,7 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
                  detach_extra=detach_extra) -> None:
             loss, _ = progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra)
             if train.loop_weight > 0:
-                loss = loss + train.loop_weight * loop_penalty(model)
+                loss = loss + train.loop_weight * loop_penalty(model, train.loop_form)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if train.clip > 0:

@@ -84,7 +84,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
                             "templates": 2, "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "checkpoint_every": 200,
-                            "loop_weight": 0.0, "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4}
+                            "loop_weight": 0.0, "loop_form": "squared", "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4}
     assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99, "halt_after": 0}
     assert (cfg["seed"], cfg["device"], cfg["progress"], cfg["resume"], cfg["precision"]) == (0, "auto", True, None, "auto")
     # The schema's defaults are these defaults: a TrainConfig() in a test is the command line's.
@@ -112,7 +112,7 @@ STUDY_MODELS = ["recurrent", "shared_k2", "feedforward", "depth_k2", "shared_k1"
       dict(alpha=1.0, detach_extra=20)),
      ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=200),
                           eval=dict(iters=300, batch_size=500, fold_threshold=0.99, halt_after=20),
-                          train=dict(epochs=30, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
+                          train=dict(epochs=30, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=500, clip=1.0, iters=30,
                                      log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None)),
       dict(alpha=1.0, detach_extra=0))],
 )
@@ -133,10 +133,13 @@ def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):
         assert c["size"] == study["size"] and c["eval"] == study["eval"]
         fixed_depth = model == "feedforward" or model.startswith("depth_")
         recipe = dict(alpha=0.0, detach_extra=looped["detach_extra"]) if fixed_depth else looped
-        assert c["train"] == {**study["train"], **recipe, "loop_weight": 0.1 if model == "depth_k2_loopreg" else 0.0}
+        loop = dict(loop_weight=0.1, loop_form="abs") if model == "depth_k2_loopreg" else dict(loop_weight=0.0, loop_form="squared")
+        assert c["train"] == {**study["train"], **recipe, **loop}
         assert c["model"]["name"] == model and c["model"]["width"] == 32 and c["model"]["recall"] is True
         if fixed_depth:
-            assert (c["model"]["recall_init"], c["model"]["block_scale"]) == ("kaiming", 0.16)
+            # The tail's looped last position starts as a hard-recurrent block's (kaiming_loop).
+            recall_init = "kaiming_loop" if model == "depth_k2_tail" else "kaiming"
+            assert (c["model"]["recall_init"], c["model"]["block_scale"]) == (recall_init, 0.16)
         if model in expected:
             assert (c["model"]["depth"], c["model"]["templates"]) == expected[model]
 
@@ -155,6 +158,7 @@ REFUSALS = [
     ("model.templates=0", "model.templates must be an integer >= 1 or null (unshared), got 0."),
     ("train.lr=inf", "train.lr must be a finite number >= 0, got inf."),
     ("eval.halt_after=-1", "eval.halt_after must be an integer >= 0 (0: no halting), got -1."),
+    ("train.loop_form=l1", "train.loop_form must be one of squared, abs, got 'l1'."),
     ("run_id=/abs/path", "run_id must be a single directory name"),
     ("run_id=..", "run_id must be a single directory name"),
     ("run_id=a/b", "run_id must be a single directory name"),

@@ -75,3 +75,32 @@ def test_regulariser_in_training_raises_similarity():
         similarity[weight], mean_lsm[weight] = loop_similarity(model), lsm[~np.eye(len(lsm), dtype=bool)].mean()
     assert similarity[1.0] > similarity[0.0] + 0.1
     assert mean_lsm[1.0] > mean_lsm[0.0]
+
+
+def _turn(form: str) -> torch.Tensor:
+    """|cos| of every pair after pulling position 0 to template 0 and position 4 to template 1.
+
+    Five positions must turn their rows by 90 degrees in all; the penalty decides how."""
+    model = net(2, 5, 2)
+    rows = model.bank.coefficients.view(5, 4, 2)
+    ends = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    optimizer = torch.optim.Adam([model.bank.coefficients], lr=0.01)
+    for _ in range(1500):
+        optimizer.zero_grad()
+        pull = (rows[0] - ends[0]).square().sum() + (rows[4] - ends[1]).square().sum()
+        (pull + 0.5 * loop_penalty(model, form)).backward()
+        optimizer.step()
+    with torch.no_grad():
+        a = model.bank.coefficients
+        return ((a[:-4] * a[4:]).sum(1) / (a[:-4].norm(dim=1) * a[4:].norm(dim=1))).abs().view(4, 4)
+
+
+def test_abs_form_puts_the_whole_turn_in_one_break_and_ends_the_rest_parallel():
+    """The reason for train.loop_form=abs: of the 4 pairs of each slot, the squared form bends
+    all of them a little (none foldable), the abs form bends one and makes the others parallel."""
+    squared, absolute = _turn("squared"), _turn("abs")
+    assert (squared < 0.99).all()  # every pair bent: nothing would fold at the default threshold
+    folded = (absolute > 0.9999).sum(dim=0)  # per slot: pairs parallel to a 1.4% weight error
+    assert (folded == 3).all() and (absolute.min(dim=0).values < 0.5).all()
+    with pytest.raises(ValueError, match="squared, abs"):
+        loop_penalty(model=net(2, 2, 2), form="l1")

@@ -113,7 +113,26 @@ def test_deep_stack_init_options():
     assert abs(recall.std().item() / (1 / (3 * (32 + 3) * 9)) ** 0.5 - 1) < 0.03
 
 
-@pytest.mark.parametrize("bad,match", [({"recall_init": "xavier"}, "recall_init must be one of default, kaiming"),
+def test_kaiming_loop_keeps_the_looped_position_contractive():
+    """recall_init="kaiming_loop": Kaiming recall convs but the last position's (the one iterated
+    past the depth), which starts as PyTorch's; run 60 iterations, that loop settles where the
+    all-Kaiming one keeps growing (the depth_k2_tail failure on prefix sums)."""
+    x = torch.randint(0, 2, (8, 1, 32), generator=torch.Generator().manual_seed(0)).float()  # bit strings
+    norms = {}
+    for init in ("kaiming", "kaiming_loop"):
+        torch.manual_seed(0)
+        model = RecurrentConvNet(SPECS[1], width=32, depth=10, templates=2, recall_init=init, block_scale=0.16).eval()
+        stds = [c.weight.detach().std().item() for c in model.recall_convs]
+        fan_in = (32 + 1) * 3
+        assert all(abs(s / (2 / fan_in) ** 0.5 - 1) < 0.1 for s in stds[:9])
+        assert abs(stds[9] / ((2 / fan_in) ** 0.5 if init == "kaiming" else (1 / (3 * fan_in)) ** 0.5) - 1) < 0.1
+        with torch.no_grad():
+            norms[init] = [h.norm(dim=1).mean().item() for h in model.states(x, 60)]
+    assert norms["kaiming"][59] > 5 * norms["kaiming"][19]
+    assert norms["kaiming_loop"][59] < 1.01 * norms["kaiming_loop"][19]
+
+
+@pytest.mark.parametrize("bad,match", [({"recall_init": "xavier"}, "recall_init must be one of default, kaiming, kaiming_loop"),
                                        ({"block_scale": 0.0}, "block_scale must be a positive number"),
                                        ({"coefficient_init": "unit"}, "coefficient_init must be one of")])
 def test_bad_init_options_are_rejected(bad, match):
