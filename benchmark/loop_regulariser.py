@@ -6,6 +6,9 @@ foldable into loops (``benchmark.folding``); Savarese & Maire (ICLR 2019) sugges
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -96,6 +99,16 @@ def loop_penalty(model: nn.Module, form: str = "squared") -> torch.Tensor:
     return ((sin2 + ABS_EPS**2).sqrt() - ABS_EPS).mean()
 
 
+def training_regulariser(train: Any) -> Callable[[nn.Module], torch.Tensor] | None:
+    """The loss term a run adds for ``train`` (a ``TrainConfig`` or its DictConfig):
+    ``train.loop_weight * loop_penalty(model, train.loop_form)``, or None when the weight is 0.
+    The one place a training step (``benchmark.run``, ``benchmark.study.step_costs``) builds it."""
+    weight, form = float(train.loop_weight), str(train.loop_form)
+    if weight <= 0:
+        return None
+    return lambda model: weight * loop_penalty(model, form)
+
+
 def loop_similarity(model: nn.Module) -> float:
     """Mean |cos| over the ``loop_pairs`` of ``model`` (1: every pair parallel; NaN: no pairs)."""
     with torch.no_grad():
@@ -103,4 +116,4 @@ def loop_similarity(model: nn.Module) -> float:
     return float("nan") if cos is None else float(cos.abs().mean())
 
 
-__all__ = ["LOOP_FORMS", "loop_pairs", "loop_penalty", "loop_similarity"]
+__all__ = ["LOOP_FORMS", "loop_pairs", "loop_penalty", "loop_similarity", "training_regulariser"]

@@ -32,7 +32,7 @@ from benchmark.config import DEVICE_PATTERN, ConfigError, check_config, data_see
 from benchmark.evaluate import evaluate, format_table
 from benchmark.fileio import write_text
 from benchmark.folding import fold
-from benchmark.loop_regulariser import loop_penalty
+from benchmark.loop_regulariser import training_regulariser
 from benchmark.model import RecurrentConvNet
 from benchmark.results import EvalResult, FoldResult, RunInfo, Timing
 from benchmark.similarity import similarity_record
@@ -282,8 +282,7 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
         print(f"{task.name} / {model.name}: {n_params:,} parameters, training on size {cfg.size.train} "
               f"({len(train_data)} samples), device {device}"
               + (f", {distributed.world_size()} processes" if distributed.active() else ""), flush=True)
-    weight, form = cfg.train.loop_weight, cfg.train.loop_form
-    regulariser = (lambda m: weight * loop_penalty(m, form)) if weight > 0 else None
+    regulariser = training_regulariser(cfg.train)
     t0 = time.perf_counter()
     if state is not None and main:
         print(f"resuming {run_dir} from step {state['step']}", flush=True)

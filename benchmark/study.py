@@ -557,7 +557,7 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
 
     from benchmark.checkpoint import load_checkpoint
     from benchmark.config import TrainConfig
-    from benchmark.loop_regulariser import loop_penalty
+    from benchmark.loop_regulariser import training_regulariser
     from benchmark.train import make_optimizer, progressive_loss
 
     torch.set_num_threads(threads)
@@ -575,10 +575,10 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
         optimizer, generator = make_optimizer(model, train), torch.Generator().manual_seed(0)
 
         def step(model=model, train=train, x=x, y=y, optimizer=optimizer, generator=generator, task=ckpt.task,
-                 detach_extra=detach_extra) -> None:
+                 detach_extra=detach_extra, regulariser=training_regulariser(train)) -> None:
             loss, _ = progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra)
-            if train.loop_weight > 0:
-                loss = loss + train.loop_weight * loop_penalty(model, train.loop_form)
+            if regulariser is not None:
+                loss = loss + regulariser(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if train.clip > 0:

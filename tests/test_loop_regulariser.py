@@ -10,7 +10,7 @@ from torch import nn
 from benchmark.bank import TemplateBank
 from benchmark.config import TrainConfig
 from benchmark.folding import fold
-from benchmark.loop_regulariser import loop_pairs, loop_penalty, loop_similarity
+from benchmark.loop_regulariser import loop_pairs, loop_penalty, loop_similarity, training_regulariser
 from benchmark.model import RecurrentConvNet
 from benchmark.similarity import model_lsm
 from benchmark.train import fit
@@ -104,3 +104,12 @@ def test_abs_form_puts_the_whole_turn_in_one_break_and_ends_the_rest_parallel():
     assert (folded == 3).all() and (absolute.min(dim=0).values < 0.5).all()
     with pytest.raises(ValueError, match="squared, abs"):
         loop_penalty(model=net(2, 2, 2), form="l1")
+
+
+def test_training_regulariser_is_the_configured_weight_times_the_configured_form():
+    model = net(2, 3, 2)
+    assert training_regulariser(TrainConfig(loop_weight=0.0, loop_form="abs")) is None
+    for form in ("squared", "abs"):
+        term = training_regulariser(TrainConfig(loop_weight=0.3, loop_form=form))
+        assert term(model).item() == pytest.approx(0.3 * loop_penalty(model, form).item())
+    assert loop_penalty(model, "abs").item() != pytest.approx(loop_penalty(model, "squared").item())
