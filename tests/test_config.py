@@ -144,7 +144,6 @@ def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):
             assert (c["model"]["depth"], c["model"]["templates"]) == expected[model]
 
 
-
 def test_the_width_64_prefix_study_changes_only_the_width():
     """+experiment=study_prefix_sums_w64 is study_prefix_sums with model.width=64 for every model of
     its sweep, and nothing else (its committed runs are compared with the width-32 study's)."""
@@ -155,6 +154,7 @@ def test_the_width_64_prefix_study_changes_only_the_width():
         b = OmegaConf.to_container(compose_config("+experiment=study_prefix_sums", f"model={model}"), resolve=True)
         assert (a["model"].pop("width"), b["model"].pop("width")) == (64, 32)
         assert {k: v for k, v in a.items() if k != "run_id"} == {k: v for k, v in b.items() if k != "run_id"}
+
 
 # ------------------------------------------------------------------ refusals, through run(cfg)
 REFUSALS = [
