@@ -1,7 +1,14 @@
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from benchmark.config import data_seeds, exit_on_user_error
+from benchmark.evaluate import accuracy_per_iteration
+from benchmark.evaluate_cli import load_run
 from tasks.base import TaskError
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -72,3 +79,66 @@ def test_check_size_accepts(task):
         task.check_size(size)
     with pytest.raises(TaskError):
         task.generate(0, 3, seed=0)
+
+
+# ---------------------------------------------------------------- scripts/prefix_sums_failures.py
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "results" / "reference" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def failures():
+    spec = importlib.util.spec_from_file_location("prefix_sums_failures", REPO / "scripts" / "prefix_sums_failures.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_failure_analysis_finds_a_window_models_reach(failures):
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, (400, 32))
+    window = np.where(np.arange(32) < 10, targets, rng.integers(0, 2, (400, 32)))  # right on bits 0-9, chance after
+    report = failures.analyse(window, targets)
+    assert report.reach == 10 and min(report.by_position[:10]) == 1.0 and max(report.by_position[10:]) < 0.6
+    assert min(report.solved_prefix) >= 10 and report.string_acc < 0.01
+    perfect = failures.analyse(targets, targets)
+    assert perfect.reach is None and perfect.string_acc == perfect.bit_acc == 1.0 and set(perfect.solved_prefix) == {32}
+    first_bit_wrong = targets.copy()
+    first_bit_wrong[0, 0] ^= 1
+    report = failures.analyse(first_bit_wrong, targets, reach_acc=1.0)
+    assert report.solved_prefix[0] == 0 and report.solved_prefix[1:] == [32] * 399 and report.reach == 0
+    assert report.string_acc == 399 / 400
+
+
+def test_failure_script_on_the_reference_checkpoint_agrees_with_evaluate(failures, capsys):
+    (run_dir,) = (REFERENCE / "prefix_sums" / "train32_test512" / "recurrent").iterdir()
+    report = failures.run([str(run_dir), "--size", "32", "--n", "40", "--reach-iters", "2", "30"])
+    model, ckpt, cfg, _ = load_run(run_dir, "cpu")
+    data = ckpt.task.dataset(32, 40, seed=data_seeds(cfg["seed"])[1])
+    curve = accuracy_per_iteration(model, ckpt.task, data, 30, 40, torch.device("cpu"))
+    assert report.iters == cfg["train"]["iters"] == 30 and report.string_acc == curve[29] == 1.0 and report.reach is None
+    out = capsys.readouterr().out
+    # A learned loop carries the parity along: after 2 iterations it reaches only the first bits.
+    assert "| 30 | none | 100.0% |" in out and "| 2 | none |" not in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "32", "--reach-acc", "1.5"], "--reach-acc must lie in (0, 1]"),
+    (["--size", "32", "--reach-iters", "0"], "must be positive integers"),
+])
+def test_failure_script_refuses_bad_options(failures, capsys, args, message):
+    (run_dir,) = (REFERENCE / "prefix_sums" / "train32_test512" / "recurrent").iterdir()
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_user_error(failures.run, [str(run_dir), *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_failure_script_refuses_other_tasks(failures, capsys):
+    (run_dir,) = (REFERENCE / "maze" / "train9_test15" / "shared").iterdir()
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_user_error(failures.run, [str(run_dir), "--size", "32"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give a prefix_sums run" in err
