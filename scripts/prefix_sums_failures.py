@@ -17,11 +17,9 @@ a bounded window only is right on the string's first bits and at chance (50%) af
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import torch
@@ -29,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from benchmark.config import ConfigError, data_seeds, exit_on_user_error  # noqa: E402
-from benchmark.evaluate_cli import load_run  # noqa: E402
+from benchmark.evaluate_cli import _Parser, load_run  # noqa: E402
 from tasks.base import TaskError  # noqa: E402
 from tasks.prefix_sums import PrefixSumsTask  # noqa: E402
 
@@ -101,11 +99,6 @@ def format_report(report: Report, band: int = 4) -> str:
         hi = min(lo + band, report.size)
         lines.append(f"| {lo}-{hi - 1} | {100 * float(np.mean(report.by_position[lo:hi])):.1f}% |")
     return "\n".join(lines)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}.\n")
 
 
 def run(argv: list[str] | None = None) -> Report:

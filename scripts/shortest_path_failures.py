@@ -19,11 +19,9 @@ uses the cost convention of the targets (a path costs the cells it enters).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import torch
@@ -31,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from benchmark.config import ConfigError, data_seeds, exit_on_user_error  # noqa: E402
-from benchmark.evaluate_cli import load_run  # noqa: E402
+from benchmark.evaluate_cli import _Parser, load_run  # noqa: E402
 from tasks.base import TaskError  # noqa: E402
 from tasks.shortest_path import _INF, ShortestPathTask, _dijkstra, _inner, _padded  # noqa: E402
 
@@ -182,11 +180,6 @@ def format_report(report: Report, size: int) -> str:
     for name, rows in sorted(report.by_ties.items()):
         lines.append(f"| {name} | {len(rows)} | {_pct(sum(rows), len(rows))} |")
     return "\n".join(lines)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}.\n")
 
 
 def run(argv: list[str] | None = None) -> Report:
