@@ -7,7 +7,6 @@ called; the real comparison is a measurement, run by hand (README, "Speed").
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import sys
@@ -20,7 +19,8 @@ import torch
 from benchmark import precision
 from benchmark.bench import QUICK
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compare_deep_thinking.py"
+from conftest import load_script
+
 
 STAND_IN = {
     "deepthinking/__init__.py": "import easy_to_hard_data_is_not_installed  # the real one imports its datasets\n",
@@ -119,11 +119,7 @@ def write_stand_in(root: Path, replace: dict[str, str] | None = None) -> Path:
 @pytest.fixture(scope="module")
 def script():
     saved_path, saved_modules = list(sys.path), set(sys.modules)
-    spec = importlib.util.spec_from_file_location("compare_deep_thinking", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script("compare_deep_thinking")
     sys.path[:] = saved_path
     for name in set(sys.modules) - saved_modules:
         del sys.modules[name]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,16 +10,12 @@ import torch
 from benchmark.wide_resnet import WideResNet
 from tasks.base import TaskSpec
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_cifar_throughput.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("gpu_cifar_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_cifar_throughput")
 
 
 def parameters(depth: int, widen: int, templates: int | None) -> int:

@@ -1,5 +1,3 @@
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,8 @@ from benchmark.evaluate import accuracy_per_iteration
 from benchmark.evaluate_cli import load_run
 from tasks.base import TaskError
 from tasks.prefix_sums import PrefixSumsTask
+
+from conftest import load_script
 
 
 @pytest.fixture
@@ -88,11 +88,7 @@ REFERENCE = REPO / "results" / "reference" / "checkpoints"
 
 @pytest.fixture(scope="module")
 def failures():
-    spec = importlib.util.spec_from_file_location("prefix_sums_failures", REPO / "scripts" / "prefix_sums_failures.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prefix_sums_failures")
 
 
 def test_failure_analysis_finds_a_window_models_reach(failures):

@@ -1,5 +1,3 @@
-import importlib.util
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,6 +10,8 @@ from benchmark.evaluate import accuracy_per_iteration
 from benchmark.evaluate_cli import load_run
 from tasks.base import TaskError
 from tasks.shortest_path import ShortestPathTask, is_single_path, shortest_path_mask
+
+from conftest import load_script
 
 MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -320,11 +320,7 @@ REFERENCE = REPO / "results" / "reference" / "checkpoints"
 
 @pytest.fixture(scope="module")
 def failures():
-    spec = importlib.util.spec_from_file_location("shortest_path_failures", REPO / "scripts" / "shortest_path_failures.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("shortest_path_failures")
 
 
 def encode(free, cost, start, goal, cost_max):
