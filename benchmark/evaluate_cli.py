@@ -189,6 +189,20 @@ def load_run(run_dir: Path, device_name: str, precision_name: str | None = None)
     return model, ckpt, cfg, device
 
 
+
+def load_test_set(run_dir: Path, task_type: type[Task], size: int, n: int) -> tuple[torch.nn.Module, Task, dict, torch.utils.data.TensorDataset]:
+    """For the failure scripts: a finished run of a ``task_type`` task (on the CPU), its task,
+    its plain config and its own first ``n`` test puzzles of ``size`` (its test seed); a run of
+    another task or a size the task refuses is a ``ConfigError`` of one sentence."""
+    model, ckpt, cfg, _ = load_run(run_dir, "cpu")
+    if not isinstance(ckpt.task, task_type):
+        raise ConfigError(f"{run_dir} was trained on {ckpt.task_name}: give a {task_type.name} run.")
+    try:
+        ckpt.task.check_size(size)
+    except TaskError as err:
+        raise ConfigError(str(err)) from err
+    return model, ckpt.task, cfg, ckpt.task.dataset(size, n, seed=data_seeds(cfg["seed"])[1])
+
 def run(argv: list[str] | None = None) -> dict:
     """Parse, check everything, evaluate, write; returns the results written. Raises ``ConfigError``."""
     args = _parser().parse_args(argv)

@@ -26,9 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from benchmark.config import ConfigError, data_seeds, exit_on_user_error  # noqa: E402
-from benchmark.evaluate_cli import _Parser, load_run  # noqa: E402
-from tasks.base import TaskError  # noqa: E402
+from benchmark.config import ConfigError, exit_on_user_error  # noqa: E402
+from benchmark.evaluate_cli import _Parser, load_test_set  # noqa: E402
 from tasks.prefix_sums import PrefixSumsTask  # noqa: E402
 
 
@@ -118,21 +117,14 @@ def run(argv: list[str] | None = None) -> Report:
                           f"{args.iters} and {args.reach_iters}.")
     if not 0.0 < args.reach_acc <= 1.0:
         raise ConfigError(f"--reach-acc must lie in (0, 1], got {args.reach_acc}.")
-    model, ckpt, cfg, device = load_run(args.run_dir, "cpu")
-    task = ckpt.task
-    if not isinstance(task, PrefixSumsTask):
-        raise ConfigError(f"{args.run_dir} was trained on {ckpt.task_name}: give a prefix_sums run.")
-    try:
-        task.check_size(args.size)
-    except TaskError as err:
-        raise ConfigError(str(err)) from err
+    model, _, cfg, data = load_test_set(args.run_dir, PrefixSumsTask, args.size, args.n)
     iters = args.iters if args.iters is not None else int(cfg["train"]["iters"])
     try:
         model.check_iters(max([iters, *args.reach_iters]))
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    inputs, targets = task.dataset(args.size, args.n, seed=data_seeds(cfg["seed"])[1]).tensors
-    predicted = predictions(model.to(device), inputs, sorted({iters, *args.reach_iters}))
+    inputs, targets = data.tensors
+    predicted = predictions(model, inputs, sorted({iters, *args.reach_iters}))
     reports = {t: analyse(p, targets.numpy(), args.reach_acc) for t, p in predicted.items()}
     for t, r in reports.items():
         r.iters = t

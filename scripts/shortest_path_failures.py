@@ -28,9 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from benchmark.config import ConfigError, data_seeds, exit_on_user_error  # noqa: E402
-from benchmark.evaluate_cli import _Parser, load_run  # noqa: E402
-from tasks.base import TaskError  # noqa: E402
+from benchmark.config import ConfigError, exit_on_user_error  # noqa: E402
+from benchmark.evaluate_cli import _Parser, load_test_set  # noqa: E402
 from tasks.shortest_path import _INF, ShortestPathTask, _dijkstra, _inner, _padded  # noqa: E402
 
 NEAR_END = 2  # a wrong cell within this Manhattan distance of the start or the goal is "near an end"
@@ -191,17 +190,10 @@ def run(argv: list[str] | None = None) -> Report:
     args = parser.parse_args(argv)
     if args.n < 1 or (args.iters is not None and args.iters < 1):
         raise ConfigError(f"--n and --iters must be positive integers, got {args.n} and {args.iters}.")
-    model, ckpt, cfg, device = load_run(args.run_dir, "cpu")
-    task = ckpt.task
-    if not isinstance(task, ShortestPathTask):
-        raise ConfigError(f"{args.run_dir} was trained on {ckpt.task_name}: give a shortest_path run.")
-    try:
-        task.check_size(args.size)
-    except TaskError as err:
-        raise ConfigError(str(err)) from err
+    model, task, cfg, data = load_test_set(args.run_dir, ShortestPathTask, args.size, args.n)
     iters = args.iters if args.iters is not None else int(cfg["eval"]["iters"])
-    inputs, targets = task.dataset(args.size, args.n, seed=data_seeds(cfg["seed"])[1]).tensors
-    predicted, best, _ = predictions(model.to(device), inputs, targets, task, iters)
+    inputs, targets = data.tensors
+    predicted, best, _ = predictions(model, inputs, targets, task, iters)
     report = analyse(task, inputs, predicted, args.size)
     report.best_iter = best
     print(format_report(report, args.size))
