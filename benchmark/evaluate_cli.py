@@ -189,7 +189,6 @@ def load_run(run_dir: Path, device_name: str, precision_name: str | None = None)
     return model, ckpt, cfg, device
 
 
-
 def load_test_set(run_dir: Path, task_type: type[Task], size: int, n: int) -> tuple[torch.nn.Module, Task, dict, torch.utils.data.TensorDataset]:
     """For the failure scripts: a finished run of a ``task_type`` task (on the CPU), its task,
     its plain config and its own first ``n`` test puzzles of ``size`` (its test seed); a run of
@@ -202,6 +201,7 @@ def load_test_set(run_dir: Path, task_type: type[Task], size: int, n: int) -> tu
     except TaskError as err:
         raise ConfigError(str(err)) from err
     return model, ckpt.task, cfg, ckpt.task.dataset(size, n, seed=data_seeds(cfg["seed"])[1])
+
 
 def run(argv: list[str] | None = None) -> dict:
     """Parse, check everything, evaluate, write; returns the results written. Raises ``ConfigError``."""

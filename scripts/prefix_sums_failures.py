@@ -43,11 +43,11 @@ class Report:
     solved_prefix: list[int]  # per string: leading bits all right (size: the whole string)
     reach: int | None  # first position with bit accuracy under reach_acc (None: none)
     reach_acc: float
-    iters: int = 0  # the iteration the predictions are from (set by ``run``)
+    iters: int | None  # the iteration the predictions are from (None: not said)
 
 
-def analyse(predicted: np.ndarray, targets: np.ndarray, reach_acc: float = 0.95) -> Report:
-    """Score predicted bits ``(n, size)`` against the target bits ``(n, size)``."""
+def analyse(predicted: np.ndarray, targets: np.ndarray, reach_acc: float = 0.95, iters: int | None = None) -> Report:
+    """Score predicted bits ``(n, size)``, the output after ``iters`` iterations, against the target bits ``(n, size)``."""
     right = np.asarray(predicted) == np.asarray(targets)  # (n, size)
     n, size = right.shape
     by_position = right.mean(0)
@@ -56,7 +56,7 @@ def analyse(predicted: np.ndarray, targets: np.ndarray, reach_acc: float = 0.95)
     under = np.flatnonzero(by_position < reach_acc)
     return Report(size=size, strings=n, string_acc=float(right.all(1).mean()), bit_acc=float(right.mean()),
                   by_position=by_position.tolist(), solved_prefix=solved.tolist(),
-                  reach=int(under[0]) if len(under) else None, reach_acc=reach_acc)
+                  reach=int(under[0]) if len(under) else None, reach_acc=reach_acc, iters=iters)
 
 
 @torch.no_grad()
@@ -125,9 +125,7 @@ def run(argv: list[str] | None = None) -> Report:
         raise ConfigError(str(err)) from err
     inputs, targets = data.tensors
     predicted = predictions(model, inputs, sorted({iters, *args.reach_iters}))
-    reports = {t: analyse(p, targets.numpy(), args.reach_acc) for t, p in predicted.items()}
-    for t, r in reports.items():
-        r.iters = t
+    reports = {t: analyse(p, targets.numpy(), args.reach_acc, iters=t) for t, p in predicted.items()}
     print(format_report(reports[iters], args.band))
     if args.reach_iters:
         print("\n" + format_reach([reports[t] for t in sorted(set(args.reach_iters))]))
