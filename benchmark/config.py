@@ -78,6 +78,12 @@ class TrainConfig:
     # Its form (benchmark.loop_regulariser.LOOP_FORMS): "squared" (1 - cos^2 per pair) or "abs"
     # (|sin| per pair, smoothed): the second ends pairs exactly parallel and lets others differ.
     loop_form: str = "squared"
+    # Length curriculum (tasks whose puzzles truncate, ``Task.truncates``: prefix sums): every
+    # batch is cut to its first L positions, L growing linearly from curriculum_start to the
+    # training size over the first curriculum_steps steps (benchmark.train.curriculum_size);
+    # 0: off, every batch at the training size.
+    curriculum_steps: int = 0
+    curriculum_start: int = 8
     # Stop once the probe accuracy (the model at ``iters`` on the first ``probe_size`` training
     # samples, measured at every log step; ``probe_acc`` in metrics.jsonl) reaches this fraction;
     # null: train every epoch. ``epochs`` is then the cap. The sharing study's "steps to 99%".
@@ -285,6 +291,8 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                        ("train.warmup_steps", train.warmup_steps), ("train.loop_weight", train.loop_weight),
                        ("train.detach_extra", train.detach_extra)):
         _require(_is_number(value) and value >= 0, f"{key} must be a finite number >= 0, got {value}.")
+    _require(_is_int(train.curriculum_steps) and train.curriculum_steps >= 0,
+             f"train.curriculum_steps must be an integer >= 0 (0: no length curriculum), got {train.curriculum_steps}.")
     _require(train.loop_form in LOOP_FORMS,
              f"train.loop_form must be one of {', '.join(LOOP_FORMS)}, got {train.loop_form!r}.")
     _require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
@@ -314,6 +322,12 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                 task.check_size(s)
         except TaskError as err:
             raise ConfigError(str(err)) from err
+        if train.curriculum_steps > 0:
+            _require(task.truncates, f"train.curriculum_steps needs a task whose puzzles can be cut to smaller ones "
+                                     f"(prefix_sums), and {task.name} puzzles cannot; set train.curriculum_steps=0.")
+            _require(_is_int(train.curriculum_start) and 1 <= train.curriculum_start <= size.train,
+                     f"train.curriculum_start must be a size from 1 to the training size {size.train}, "
+                     f"got {train.curriculum_start}.")
         if cfg.cache_dir is not None:
             for s, n, seed in run_datasets(cfg):
                 path = task.cache_path(cfg.cache_dir, s, n, seed)

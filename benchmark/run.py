@@ -288,7 +288,8 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
         print(f"resuming {run_dir} from step {state['step']}", flush=True)
     records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl", seed=cfg.seed,
                   regulariser=regulariser, progress=cfg.progress, state_path=run_dir / STATE_FILE, resume=state,
-                  on_record=metrics_logger(cfg, run_dir, state["step"] if state is not None else None) if main else None)
+                  on_record=metrics_logger(cfg, run_dir, state["step"] if state is not None else None) if main else None,
+                  size=cfg.size.train)
     train_s = time.perf_counter() - t0
     if not main:
         return None

@@ -56,6 +56,15 @@ def draw_progressive_split(iters: int, generator: torch.Generator, detach_extra:
     return n + extra, total - n
 
 
+def curriculum_size(step: int, full: int, start: int, steps: int) -> int:
+    """The training size of step ``step`` (0-based) under the length curriculum: ``start`` at
+    step 0, growing linearly (rounded down) to ``full`` at step ``steps``, and ``full`` from then
+    on; ``steps`` 0: always ``full``."""
+    if step >= steps:
+        return full
+    return start + (full - start) * step // steps
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with two groups: the banks' coefficients are excluded from weight decay."""
     skip = no_decay_parameters(model)
@@ -322,6 +331,7 @@ def fit(
     state_path: Path | None = None,
     resume: dict[str, Any] | None = None,
     on_record: Callable[[dict], None] | None = None,
+    size: int | None = None,
 ) -> list[dict]:
     """Train ``model`` on ``data``; write one JSON line per logged step to ``metrics_path``.
 
@@ -335,6 +345,11 @@ def fit(
     metrics and every random draw are then those of an uninterrupted run. A NaN or infinite loss
     raises ``NonFiniteLoss``; no state is saved after it. ``on_record`` is called with each record
     once it is in metrics.jsonl (e.g. ``benchmark.run.TensorBoardLog``).
+
+    ``size``, the size of the puzzles in ``data``, is needed by the length curriculum
+    (``cfg.curriculum_steps`` > 0): step s then trains on the batch cut by ``task.truncate`` to
+    ``curriculum_size(s, size, ...)``, and so does its training-accuracy record; the probe
+    stays at ``size``. A function of the step alone, so a resumed run cuts as an uninterrupted one.
 
     ``cfg.ema_horizon`` (not None): the model ends with the ``WeightAverage`` of its weights over
     training (decay ``ema_decay(cfg.ema_horizon, steps)``) instead of its last weights. The records' loss and training accuracy are the live
@@ -363,6 +378,8 @@ def fit(
                                          generator=generator)
     if len(loader) == 0:
         raise ValueError(f"train.batch_size ({cfg.batch_size}) is larger than the training set ({len(data)} samples).")
+    if cfg.curriculum_steps > 0 and size is None:
+        raise ValueError("the length curriculum (train.curriculum_steps > 0) needs the training size: pass size.")
     optimizer = make_optimizer(model, cfg)
     total = cfg.epochs * len(loader)
     warmup = min(cfg.warmup_steps, total)
@@ -430,6 +447,10 @@ def fit(
                 for indices in batches:  # (B,) int64 on the host: the global batch
                     mine = indices[rank * share : (rank + 1) * share].to(device)
                     inputs, targets = all_inputs[mine], all_targets[mine]  # (B/N, C, *S), (B/N, *S)
+                    if cfg.curriculum_steps > 0:
+                        cut = curriculum_size(step, size, cfg.curriculum_start, cfg.curriculum_steps)
+                        if cut != size:
+                            inputs, targets = task.truncate(inputs, targets, cut)
                     loss, logits = progressive_loss(model, task, inputs, targets, cfg.iters, cfg.alpha, generator, detach_extra)
                     if regulariser is not None:
                         loss = loss + regulariser(model)

@@ -80,6 +80,10 @@ class Task(ABC):
     name: ClassVar[str]
     spec: ClassVar[TaskSpec]
     Options: ClassVar[type] = NoOptions
+    # Whether ``truncate`` is implemented: the first positions of a puzzle are a smaller puzzle
+    # of the same task (a prefix of a bit string; not half a maze). The length curriculum
+    # (``train.curriculum_steps``) needs it.
+    truncates: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **options: Any) -> None:
         known = [f.name for f in fields(self.Options)]
@@ -106,6 +110,11 @@ class Task(ABC):
     def valid(self, inputs: torch.Tensor) -> torch.Tensor:
         """Bool ``(N, *S)``: the positions that are scored and trained on (all, by default)."""
         return torch.ones((inputs.shape[0], *inputs.shape[2:]), dtype=torch.bool, device=inputs.device)
+
+    def truncate(self, inputs: torch.Tensor, targets: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch ``(N, C, *S)``, ``(N, *S)`` cut to puzzles of ``size``, each the same as a puzzle
+        of that size in its own right; only for tasks that set ``truncates``."""
+        raise TaskError(f"{self.name} puzzles cannot be cut to smaller ones.")
 
     # ------------------------------------------------------------------ provided
     def score(self, inputs: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,8 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
                             "templates": 2, "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "checkpoint_every": 200,
-                            "loop_weight": 0.0, "loop_form": "squared", "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4}
+                            "loop_weight": 0.0, "loop_form": "squared", "curriculum_steps": 0, "curriculum_start": 8,
+                            "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4}
     assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99, "halt_after": 0}
     assert (cfg["seed"], cfg["device"], cfg["progress"], cfg["resume"], cfg["precision"]) == (0, "auto", True, None, "auto")
     # The schema's defaults are these defaults: a TrainConfig() in a test is the command line's.
@@ -108,12 +109,14 @@ STUDY_MODELS = ["recurrent", "shared_k2", "feedforward", "depth_k2", "shared_k1"
     "task,study,looped",
     [("maze", dict(size=dict(train=9, test=[15], n_train=20000, n_test=500), eval=dict(iters=100, batch_size=250, fold_threshold=0.99, halt_after=0),
                    train=dict(epochs=16, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=20, log_every=25,
-                              checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None)),
+                              checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None,
+                              curriculum_steps=0, curriculum_start=8)),
       dict(alpha=1.0, detach_extra=20)),
      ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=200),
                           eval=dict(iters=300, batch_size=500, fold_threshold=0.99, halt_after=20),
                           train=dict(epochs=30, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
-                                     log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None)),
+                                     log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None,
+                                     curriculum_steps=600, curriculum_start=8)),
       dict(alpha=1.0, detach_extra=0))],
 )
 def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):
@@ -171,6 +174,9 @@ REFUSALS = [
     ("train.lr=inf", "train.lr must be a finite number >= 0, got inf."),
     ("eval.halt_after=-1", "eval.halt_after must be an integer >= 0 (0: no halting), got -1."),
     ("train.loop_form=l1", "train.loop_form must be one of squared, abs, got 'l1'."),
+    ("train.curriculum_steps=-1", "train.curriculum_steps must be an integer >= 0 (0: no length curriculum), got -1."),
+    ("train.curriculum_steps=100", "train.curriculum_steps needs a task whose puzzles can be cut to smaller ones "
+                                   "(prefix_sums), and maze puzzles cannot; set train.curriculum_steps=0."),
     ("run_id=/abs/path", "run_id must be a single directory name"),
     ("run_id=..", "run_id must be a single directory name"),
     ("run_id=a/b", "run_id must be a single directory name"),
@@ -193,6 +199,15 @@ def test_bad_values_are_refused_before_anything_is_written(make_cfg, override, m
         run(cfg)
     text = str(err.value)
     assert message in text and text.endswith(".") and "\n" not in text
+    _assert_nothing_written(cfg)
+
+
+@pytest.mark.parametrize("start", [0, 9])
+def test_a_curriculum_start_outside_the_training_sizes_is_refused(make_cfg, start):
+    cfg = make_cfg("task=prefix_sums", "size=train8_test16", "train=prefix_sums", "train.curriculum_steps=10",
+                   f"train.curriculum_start={start}", "size.n_train=64", "train.batch_size=16")
+    with pytest.raises(ConfigError, match=f"train.curriculum_start must be a size from 1 to the training size 8, got {start}."):
+        run(cfg)
     _assert_nothing_written(cfg)
 
 

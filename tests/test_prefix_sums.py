@@ -3,6 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmark.config import data_seeds, exit_on_user_error
 from benchmark.evaluate import accuracy_per_iteration
@@ -44,6 +46,20 @@ def test_shapes_and_values(task, size):
     assert task.shape(size) == (size,)
     assert all(task.observation_space(size).contains(xi) for xi in x)
     assert all(task.solution_space(size).contains(yi) for yi in y)
+
+
+@given(st.integers(1, 40), st.integers(0, 10_000))
+@settings(max_examples=30, deadline=None)
+def test_a_truncated_string_is_a_string_of_that_length(size, seed):
+    """The length curriculum cuts batches with ``truncate``: a prefix's targets are its own running parity."""
+    task = PrefixSumsTask()
+    assert task.truncates
+    x, y = (torch.from_numpy(a) for a in task.generate(40, 4, seed=seed))
+    cut_x, cut_y = task.truncate(x, y, size)
+    assert cut_x.shape == (4, 1, size) and cut_y.shape == (4, size)
+    bits = (cut_x[:, 0] > 0).long()
+    assert torch.equal(cut_y, torch.cumsum(bits, dim=1) % 2)
+    assert task.score(cut_x, cut_y, cut_y).all()
 
 
 def test_targets_match_python_loop(task):

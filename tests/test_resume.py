@@ -64,7 +64,7 @@ def train(state_path: Path | None = None, hook: StepHook | None = None, resume: 
     torch.manual_seed(0)
     model = RecurrentConvNet(TASK.spec, width=6, templates=2)
     records = fit(model, TASK, TASK.dataset(8, 48, seed=0), cfg, torch.device("cpu"), seed=1, progress=False,
-                  regulariser=hook or StepHook(), state_path=state_path, resume=resume)
+                  regulariser=hook or StepHook(), state_path=state_path, resume=resume, size=8)
     return model, records
 
 
@@ -86,6 +86,22 @@ def test_ctrl_c_saves_a_state_that_resumes_to_the_uninterrupted_weights(tmp_path
         assert torch.equal(model.state_dict()[key], value), key
     assert without_timing(records) == without_timing(expected_records)
     assert read_train_state(path)["step"] == 6  # the end is saved too
+
+
+def test_the_length_curriculum_resumes_too(tmp_path):
+    """The cut is a function of the step: interrupted mid-curriculum, the run resumes to the
+    uninterrupted run's weights."""
+    cfg = TrainConfig(**{**CFG.__dict__, "curriculum_steps": 5, "curriculum_start": 2})
+    expected_model, expected_records = train(cfg=cfg)
+    plain_model, _ = train()
+    assert not torch.equal(expected_model.bank.coefficients, plain_model.bank.coefficients)  # the curriculum changes training
+    path = tmp_path / STATE_FILE
+    with pytest.raises(RunInterrupted):
+        train(path, StepHook(interrupt_at=2), cfg=cfg)
+    model, records = train(path, resume=read_train_state(path), cfg=cfg)
+    for key, value in expected_model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert without_timing(records) == without_timing(expected_records)
 
 
 def test_the_weight_average_resumes_too(tmp_path):

@@ -8,7 +8,8 @@ import torch
 from benchmark.config import TrainConfig
 from benchmark.evaluate import accuracy_per_iteration
 from benchmark.model import RecurrentConvNet
-from benchmark.train import MetricsWindow, draw_progressive_split, fit, masked_cross_entropy, progressive_loss, warmup_cosine
+from benchmark.train import (MetricsWindow, _Probe, curriculum_size, draw_progressive_split, fit, masked_cross_entropy,
+                             progressive_loss, warmup_cosine)
 from benchmark.train_state import read_train_state
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
@@ -39,6 +40,40 @@ def test_warmup_then_cosine_decay():
     assert warmup_cosine(0, 100, 10) == 0.1
     assert warmup_cosine(9, 100, 10) == 1.0
     assert abs(warmup_cosine(100, 100, 10)) < 1e-9
+
+
+def test_the_curriculum_grows_linearly_to_the_training_size():
+    assert [curriculum_size(s, 32, 8, 6) for s in range(8)] == [8, 12, 16, 20, 24, 28, 32, 32]
+    assert [curriculum_size(s, 32, 8, 600) for s in (0, 1, 24, 25, 599, 600)] == [8, 8, 8, 9, 31, 32]
+    assert curriculum_size(0, 32, 8, 0) == 32  # off
+
+
+def test_fit_trains_the_curriculum_on_cut_batches(monkeypatch):
+    """Every step's loss sees the batch cut to that step's size, the training-accuracy record too;
+    the probe stays at the full size (the data's 12 bits)."""
+    task = PrefixSumsTask()
+    seen, probed = [], []
+    real_probe = _Probe.accuracy
+
+    def spy_loss(model, task, inputs, targets, *args):
+        assert inputs.shape[-1] == targets.shape[-1]
+        seen.append(inputs.shape[-1])
+        return progressive_loss(model, task, inputs, targets, *args)
+
+    def spy_probe(self, model, iters):
+        probed.append(self.inputs.shape[-1])
+        return real_probe(self, model, iters)
+
+    monkeypatch.setattr("benchmark.train.progressive_loss", spy_loss)
+    monkeypatch.setattr("benchmark.train._Probe.accuracy", spy_probe)
+    cfg = TrainConfig(epochs=2, batch_size=8, iters=3, warmup_steps=1, log_every=2, curriculum_steps=4, curriculum_start=4,
+                      stop_at_acc=1.0, probe_size=8)
+    records = fit(RecurrentConvNet(task.spec, width=4, templates=2), task, task.dataset(12, 32, seed=0), cfg,
+                  torch.device("cpu"), seed=0, progress=False, size=12)
+    assert seen == [4, 6, 8, 10, 12, 12, 12, 12] and set(probed) == {12} and len(records) == 4
+    with pytest.raises(ValueError, match="needs the training size"):
+        fit(RecurrentConvNet(task.spec, width=4, templates=2), task, task.dataset(12, 32, seed=0), cfg,
+            torch.device("cpu"), progress=False)
 
 
 def test_fit_learns_and_logs(tmp_path):
