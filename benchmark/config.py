@@ -81,7 +81,8 @@ class TrainConfig:
     # Length curriculum (tasks whose puzzles truncate, ``Task.truncates``: prefix sums): every
     # batch is cut to its first L positions, L growing linearly from curriculum_start to the
     # training size over the first curriculum_steps steps (benchmark.train.curriculum_size);
-    # 0: off, every batch at the training size.
+    # 0: off, every batch at the training size. stop_at_acc ends a run only once the curriculum
+    # is over.
     curriculum_steps: int = 0
     curriculum_start: int = 8
     # Stop once the probe accuracy (the model at ``iters`` on the first ``probe_size`` training

@@ -350,6 +350,7 @@ def fit(
     (``cfg.curriculum_steps`` > 0): step s then trains on the batch cut by ``task.truncate`` to
     ``curriculum_size(s, size, ...)``, and so does its training-accuracy record; the probe
     stays at ``size``. A function of the step alone, so a resumed run cuts as an uninterrupted one.
+    ``cfg.stop_at_acc`` ends a run only from step ``cfg.curriculum_steps`` on.
 
     ``cfg.ema_horizon`` (not None): the model ends with the ``WeightAverage`` of its weights over
     training (decay ``ema_decay(cfg.ema_horizon, steps)``) instead of its last weights. The records' loss and training accuracy are the live
@@ -494,7 +495,10 @@ def fit(
                             with average.swapped_in(model) if average is not None else nullcontext():
                                 accuracy = probe.accuracy(model, cfg.iters)
                             extra["probe_acc"] = distributed.broadcast_object(accuracy)  # rank 0's decides
-                            reached = extra["probe_acc"] >= cfg.stop_at_acc
+                            # Not before the curriculum has reached the training size: a run
+                            # that stops there has trained on its own size (its first probe
+                            # record at the target is what the study counts as steps to it).
+                            reached = extra["probe_acc"] >= cfg.stop_at_acc and step >= cfg.curriculum_steps
                         if device.type == "cuda":  # the allocator's peak so far (this rank's GPU)
                             extra["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
                         elapsed = trained_s + time.perf_counter() - start

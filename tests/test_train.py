@@ -76,6 +76,19 @@ def test_fit_trains_the_curriculum_on_cut_batches(monkeypatch):
             torch.device("cpu"), progress=False)
 
 
+@pytest.mark.parametrize("curriculum_steps,stops_at", [(0, 2), (5, 6)])
+def test_the_target_stops_a_run_only_after_its_curriculum(monkeypatch, curriculum_steps, stops_at):
+    """A probe at the target from the first record on: the run stops there, or with a length
+    curriculum at the first record once every batch is at the training size."""
+    monkeypatch.setattr("benchmark.train._Probe.accuracy", lambda self, model, iters: 1.0)
+    task = PrefixSumsTask()
+    cfg = TrainConfig(epochs=4, batch_size=8, iters=3, warmup_steps=1, log_every=2, curriculum_steps=curriculum_steps,
+                      curriculum_start=4, stop_at_acc=0.99, ema_horizon=None)
+    records = fit(RecurrentConvNet(task.spec, width=4, templates=2), task, task.dataset(12, 32, seed=0), cfg,
+                  torch.device("cpu"), seed=0, progress=False, size=12)
+    assert [r["step"] for r in records][-1] == stops_at and all(r["probe_acc"] == 1.0 for r in records)
+
+
 def test_fit_learns_and_logs(tmp_path):
     torch.manual_seed(0)
     task = MazeTask()
