@@ -68,6 +68,18 @@ def train(state_path: Path | None = None, hook: StepHook | None = None, resume: 
     return model, records
 
 
+def interrupted_then_resumed(path: Path, cfg: TrainConfig, step: int):
+    """(model, records) of a run stopped by Ctrl-C at ``step`` and resumed from its saved state."""
+    with pytest.raises(RunInterrupted):
+        train(path, StepHook(interrupt_at=step), cfg=cfg)
+    return train(path, resume=read_train_state(path), cfg=cfg)
+
+
+def assert_same_weights(model: torch.nn.Module, expected: torch.nn.Module) -> None:
+    for key, value in expected.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
 def without_timing(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in records]
 
@@ -95,12 +107,8 @@ def test_the_length_curriculum_resumes_too(tmp_path):
     expected_model, expected_records = train(cfg=cfg)
     plain_model, _ = train()
     assert not torch.equal(expected_model.bank.coefficients, plain_model.bank.coefficients)  # the curriculum changes training
-    path = tmp_path / STATE_FILE
-    with pytest.raises(RunInterrupted):
-        train(path, StepHook(interrupt_at=2), cfg=cfg)
-    model, records = train(path, resume=read_train_state(path), cfg=cfg)
-    for key, value in expected_model.state_dict().items():
-        assert torch.equal(model.state_dict()[key], value), key
+    model, records = interrupted_then_resumed(tmp_path / STATE_FILE, cfg, step=2)
+    assert_same_weights(model, expected_model)
     assert without_timing(records) == without_timing(expected_records)
 
 
@@ -112,11 +120,8 @@ def test_the_weight_average_resumes_too(tmp_path):
     plain_model, _ = train(cfg=plain)
     assert not torch.equal(expected_model.bank.coefficients, plain_model.bank.coefficients)  # the average is kept
     path = tmp_path / STATE_FILE
-    with pytest.raises(RunInterrupted):
-        train(path, StepHook(interrupt_at=4), cfg=cfg)
-    model, _ = train(path, resume=read_train_state(path), cfg=cfg)
-    for key, value in expected_model.state_dict().items():
-        assert torch.equal(model.state_dict()[key], value), key
+    model, _ = interrupted_then_resumed(path, cfg, step=4)
+    assert_same_weights(model, expected_model)
     with pytest.raises(RunInterrupted):
         train(path, StepHook(interrupt_at=4), cfg=plain)  # a state saved without an average
     with pytest.raises(ConfigError, match="holds no weight average that fits this model"):
