@@ -189,6 +189,19 @@ def load_run(run_dir: Path, device_name: str, precision_name: str | None = None)
     return model, ckpt, cfg, device
 
 
+def failure_script_parser(script: str, description: str, task_type: type[Task], size_help: str, puzzles: str,
+                          iters_default: str) -> argparse.ArgumentParser:
+    """For the failure scripts: the parser of their common arguments, a run directory of a
+    ``task_type`` task, ``--size``, ``--n`` of its own test ``puzzles`` and ``--iters`` (None:
+    the run's ``iters_default`` setting); its errors are one line and exit status 2."""
+    parser = _Parser(prog=f"python scripts/{script}", description=description)
+    parser.add_argument("run_dir", type=Path, help=f"a finished {task_type.name} run (model.pt and config.yaml)")
+    parser.add_argument("--size", type=int, required=True, help=size_help)
+    parser.add_argument("--n", type=int, default=200, help=f"test {puzzles} (the run's own first n of that size)")
+    parser.add_argument("--iters", type=int, default=None, help=f"test-time iterations (default: the run's {iters_default})")
+    return parser
+
+
 def load_test_set(run_dir: Path, task_type: type[Task], size: int, n: int) -> tuple[torch.nn.Module, Task, dict, torch.utils.data.TensorDataset]:
     """For the failure scripts: a finished run of a ``task_type`` task (on the CPU), its task,
     its plain config and its own first ``n`` test puzzles of ``size`` (its test seed); a run of

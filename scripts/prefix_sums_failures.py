@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from benchmark.config import ConfigError, exit_on_user_error  # noqa: E402
-from benchmark.evaluate_cli import _Parser, load_test_set  # noqa: E402
+from benchmark.evaluate_cli import failure_script_parser, load_test_set  # noqa: E402
 from tasks.prefix_sums import PrefixSumsTask  # noqa: E402
 
 
@@ -101,11 +101,8 @@ def format_report(report: Report, band: int = 4) -> str:
 
 
 def run(argv: list[str] | None = None) -> Report:
-    parser = _Parser(prog="python scripts/prefix_sums_failures.py", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a finished prefix_sums run (model.pt and config.yaml)")
-    parser.add_argument("--size", type=int, required=True, help="bits per test string")
-    parser.add_argument("--n", type=int, default=200, help="test strings (the run's own first n of that size)")
-    parser.add_argument("--iters", type=int, default=None, help="test-time iterations (default: the run's train.iters)")
+    parser = failure_script_parser("prefix_sums_failures.py", __doc__.splitlines()[0], PrefixSumsTask,
+                                   "bits per test string", "strings", "train.iters")
     parser.add_argument("--band", type=int, default=4, help="positions per row of the bit-accuracy table")
     parser.add_argument("--reach-acc", type=float, default=0.95, help="bit accuracy that counts as reached (0 to 1)")
     parser.add_argument("--reach-iters", type=int, nargs="+", default=[], metavar="T",

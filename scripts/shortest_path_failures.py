@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from benchmark.config import ConfigError, exit_on_user_error  # noqa: E402
-from benchmark.evaluate_cli import _Parser, load_test_set  # noqa: E402
+from benchmark.evaluate_cli import failure_script_parser, load_test_set  # noqa: E402
 from tasks.shortest_path import _INF, ShortestPathTask, _dijkstra, _inner, _padded  # noqa: E402
 
 NEAR_END = 2  # a wrong cell within this Manhattan distance of the start or the goal is "near an end"
@@ -182,11 +182,8 @@ def format_report(report: Report, size: int) -> str:
 
 
 def run(argv: list[str] | None = None) -> Report:
-    parser = _Parser(prog="python scripts/shortest_path_failures.py", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a finished shortest_path run (model.pt and config.yaml)")
-    parser.add_argument("--size", type=int, required=True, help="grid side of the test grids")
-    parser.add_argument("--n", type=int, default=200, help="test grids (the run's own first n of that size)")
-    parser.add_argument("--iters", type=int, default=None, help="test-time iterations (default: the run's eval.iters)")
+    parser = failure_script_parser("shortest_path_failures.py", __doc__.splitlines()[0], ShortestPathTask,
+                                   "grid side of the test grids", "grids", "eval.iters")
     args = parser.parse_args(argv)
     if args.n < 1 or (args.iters is not None and args.iters < 1):
         raise ConfigError(f"--n and --iters must be positive integers, got {args.n} and {args.iters}.")
