@@ -162,6 +162,20 @@ def duplicate_notes(runs: list[StudyRun]) -> list[str]:
             for (task, model, seed), n in sorted(counts.items()) if n > 1]
 
 
+def incomplete_notes(folders: list[Path]) -> list[str]:
+    """One line per run directory below ``folders`` that never finished (INCOMPLETE marker): left
+    out of every table, so the study says which runs are missing and how far each got."""
+    notes = []
+    for run_dir in incomplete_runs(folders):
+        metrics = read_metrics(run_dir)
+        probe = next((m["probe_acc"] for m in reversed(metrics) if "probe_acc" in m), None)
+        got = (f"{metrics[-1]['step']} steps, last probe accuracy {100 * probe:.1f}%" if probe is not None
+               else f"{metrics[-1]['step']} steps" if metrics else "no training record")
+        notes.append(f"note: incomplete run left out of the tables (interrupted, diverged or crashed; resume=<it> continues it): "
+                     f"{run_dir} ({got}).")
+    return notes
+
+
 # ---------------------------------------------------------------------------- statistics
 def mean_sd(values: Iterable[float | None]) -> tuple[float, float]:
     """Mean and sample standard deviation of the values that are not None (NaN: none; sd 0 for one value)."""
@@ -505,7 +519,8 @@ def study(folders: list[Path], out: Path, step_cost: int = 0) -> dict[str, Any]:
     runs = read_study(folders)
     speed = speed_table(runs)
     costs = step_costs(runs, steps=step_cost) if step_cost > 0 else None
-    warnings = cap_warnings(runs, speed) + duplicate_notes(runs)
+    cap, notes = cap_warnings(runs, speed), duplicate_notes(runs) + incomplete_notes(folders)
+    warnings = cap + notes
     comparisons = comparisons_table(runs, speed)
     loops, extrapolation = loops_table(runs), extrapolation_table(runs)
     summary = loop_summary(loops, extrapolation)
@@ -520,7 +535,7 @@ def study(folders: list[Path], out: Path, step_cost: int = 0) -> dict[str, Any]:
     sections = [
         "## Training speed", f"Steps and wall seconds to the first record whose probe accuracy reaches train.stop_at_acc; "
         f"mean ± sd over the runs that reached it; the median counts a miss as slower than every hit.", speed_markdown(speed),
-        *(warnings or [f"Cap rule held: every run reached the target or trained >= {CAP_FACTOR}x the fastest family's median steps."]),
+        *(cap or [f"Cap rule held: every run reached the target or trained >= {CAP_FACTOR}x the fastest family's median steps."]), *notes,
         *([f"Probe accuracy during training, every run: ![training]({training_figure.name})"] if training_figure else []),
         *(["## Seconds per step, measured side by side", f"Each model's own training step, {step_cost} steps per measurement, "
            f"models interleaved, one thread, median of 3 (``--step-cost``): the study's wall seconds above include whatever else "

@@ -127,6 +127,24 @@ def test_a_study_whose_caps_are_long_enough_says_so(known_study, tmp_path):
     assert "Cap rule held" in (tmp_path / "out" / "study.md").read_text()
 
 
+def test_an_incomplete_run_is_named_with_how_far_it_got_and_the_cap_rule_still_reported(known_study, tmp_path):
+    import shutil
+
+    from benchmark.train_state import INCOMPLETE
+
+    shutil.rmtree(next(known_study.rglob("shared_k1/run-seed1")))  # the caps now hold
+    cut = _write_run(tmp_path / "cut", "recurrent", 3, None, 70, [0.1] * 6)
+    (cut / "eval.json").unlink()  # an interrupted run has its training record and marker, no eval.json
+    write_text(cut / INCOMPLETE, "interrupted\n")
+    data = study.study([known_study, tmp_path / "cut"], tmp_path / "out")
+    expected = (f"note: incomplete run left out of the tables (interrupted, diverged or crashed; resume=<it> continues it): "
+                f"{cut} (70 steps, last probe accuracy 50.0%).")
+    assert data["cap_warnings"] == [expected]
+    assert {r["model"]: r["runs"] for r in data["speed"]}["recurrent"] == 3  # seed 3 is in no table
+    md = (tmp_path / "out" / "study.md").read_text().splitlines()
+    assert expected in md and any(line.startswith("Cap rule held") for line in md)
+
+
 def test_paired_comparisons_at_equal_depth(known_study, tmp_path):
     data = study.study([known_study], tmp_path / "out")
     pairs = {(c["model"], c["baseline"]): c for c in data["comparisons"]}
