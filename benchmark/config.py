@@ -131,6 +131,9 @@ class ModelConfig(BaselineModelConfig):
     _target_: str = "benchmark.model.RecurrentConvNet"
     depth: int = 1  # one block reused every iteration
     templates: Optional[int] = 2  # k templates mixed into the block convs; None: unshared convs
+    # How the bank's coefficients start: "orthogonal" (the paper's) or "orthogonal_unit" (the same
+    # directions, rows of unit norm on average): benchmark.bank.COEFFICIENT_INITS.
+    coefficient_init: str = "orthogonal"
     compile: bool = False  # torch.compile each iteration (falls back to eager with a warning); `python -m benchmark.bench` measures it
 
 
@@ -155,10 +158,7 @@ class DepthBaselineModelConfig(DeepInitConfig, BaselineModelConfig):
 
 @dataclass
 class DepthModelConfig(DeepInitConfig, ModelConfig):
-    """A depth-wise shared model: ``ModelConfig``, the deep-stack init options and the coefficients' init."""
-
-    # "orthogonal" (the paper's) or "orthogonal_unit" (rows of unit norm on average): benchmark.bank.COEFFICIENT_INITS.
-    coefficient_init: str = "orthogonal"
+    """A depth-wise shared model: ``ModelConfig`` and the deep-stack init options."""
 
 
 def register_configs() -> None:

@@ -81,7 +81,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     assert cfg["task"] == {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
     assert cfg["size"] == {"train": 9, "test": [15], "n_train": 40000, "n_test": 1000}
     assert cfg["model"] == {"_target_": "benchmark.model.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
-                            "templates": 2, "recall": True, "compile": False}
+                            "templates": 2, "coefficient_init": "orthogonal", "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "log_every": 50, "checkpoint_every": 200,
                             "loop_weight": 0.0, "loop_form": "squared", "curriculum_steps": 0, "curriculum_start": 8,
@@ -145,6 +145,10 @@ def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):
             assert (c["model"]["recall_init"], c["model"]["block_scale"]) == (recall_init, 0.16)
         if model in expected:
             assert (c["model"]["depth"], c["model"]["templates"]) == expected[model]
+        # The in-block banks start at unit rows (their block at an unshared block's scale); the
+        # depth-wise ones keep the paper's orthogonal rows (block_scale sets their scale).
+        in_block = model.startswith("shared_k")
+        assert c["model"].get("coefficient_init") == ("orthogonal_unit" if in_block else None if model == "feedforward" else "orthogonal")
 
 
 def test_the_width_64_prefix_study_changes_only_the_width():

@@ -138,3 +138,18 @@ def test_kaiming_loop_keeps_the_looped_position_contractive():
 def test_bad_init_options_are_rejected(bad, match):
     with pytest.raises(ValueError, match=match):
         RecurrentConvNet(SPECS[2], **bad)
+
+
+def test_unit_rows_start_every_in_block_bank_at_the_scale_of_an_unshared_block():
+    """The sharing study's in-block models (``coefficient_init: orthogonal_unit``): whatever k, the
+    block's 4 mixed convs start with the mean variance of the hard-recurrent block's 4 convs; the
+    paper's orthogonal rows start them at k / 4 of it (k = 4: the two inits are the same)."""
+
+    def mean_var(**kwargs) -> float:
+        torch.manual_seed(0)
+        return RecurrentConvNet(SPECS[1], width=32, **kwargs).bank.weights().detach().flatten(1).var(dim=1).mean().item()
+
+    unshared = mean_var(templates=None)
+    for k in (1, 2, 4):
+        assert mean_var(templates=k, coefficient_init="orthogonal_unit") == pytest.approx(unshared, rel=0.1)
+        assert mean_var(templates=k) == pytest.approx(unshared * k / 4, rel=0.1)
