@@ -114,7 +114,7 @@ STUDY_MODELS = ["recurrent", "shared_k2", "feedforward", "depth_k2", "shared_k1"
       dict(alpha=1.0, detach_extra=20)),
      ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=200),
                           eval=dict(iters=300, batch_size=500, fold_threshold=0.99, halt_after=20),
-                          train=dict(epochs=30, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
+                          train=dict(epochs=60, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
                                      log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None,
                                      curriculum_steps=600, curriculum_start=8)),
       dict(alpha=1.0, detach_extra=0))],
