@@ -132,7 +132,10 @@ class ModelConfig(BaselineModelConfig):
     depth: int = 1  # one block reused every iteration
     templates: Optional[int] = 2  # k templates mixed into the block convs; None: unshared convs
     # How the bank's coefficients start: "orthogonal" (the paper's) or "orthogonal_unit" (the same
-    # directions, rows of unit norm on average): benchmark.bank.COEFFICIENT_INITS.
+    # directions, rows of unit norm on average): benchmark.bank.COEFFICIENT_INITS. The paper's rows
+    # have norm sqrt(k / L), so an in-block bank (L = 4) starts its convs at sqrt(k / 4) of an
+    # unshared block's std; unit rows start every k at the unshared scale (the study's shared_k*;
+    # README, "The in-block banks' initial scale").
     coefficient_init: str = "orthogonal"
     compile: bool = False  # torch.compile each iteration (falls back to eager with a warning); `python -m benchmark.bench` measures it
 
