@@ -69,6 +69,11 @@ class TrainConfig:
     alpha: float = 1.0  # weight of the progressive term (1 - alpha: the full-depth term)
     iters: int = 20  # m, the iterations of the full term and the progressive draw's range
     detach_extra: int = 20  # up to this many more detached iterations before the trained ones
+    # The least iteration count n + k of the progressive term: 1 asks for the answer after any
+    # number of iterations; a depth-wise stack with a looped tail can set its depth, so that the
+    # term never asks one of the stack's distinct positions for the answer (tried on
+    # depth_k2_tail: README, "The looped tail on prefix sums").
+    progressive_min_iters: int = 1
     log_every: int = 50  # steps between metrics.jsonl records
     # Steps between training-state saves (train_state.pt, what resume=<run dir> continues from);
     # 0: only at the end. 200 maze steps are about 2.5 CPU minutes, the most an interrupt loses,
@@ -300,6 +305,8 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     _require(train.loop_form in LOOP_FORMS,
              f"train.loop_form must be one of {', '.join(LOOP_FORMS)}, got {train.loop_form!r}.")
     _require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
+    _require(_is_int(train.progressive_min_iters) and 1 <= train.progressive_min_iters <= train.iters,
+             f"train.progressive_min_iters must be an integer from 1 to train.iters ({train.iters}), got {train.progressive_min_iters}.")
     _require(train.stop_at_acc is None or (_is_number(train.stop_at_acc) and 0.0 < train.stop_at_acc <= 1.0),
              f"train.stop_at_acc must lie in (0, 1] or be null (train every epoch), got {train.stop_at_acc}.")
     _require(train.ema_horizon is None or (_is_number(train.ema_horizon) and 0.0 < train.ema_horizon <= 1.0),

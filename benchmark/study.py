@@ -591,7 +591,8 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
 
         def step(model=model, train=train, x=x, y=y, optimizer=optimizer, generator=generator, task=ckpt.task,
                  detach_extra=detach_extra, regulariser=training_regulariser(train)) -> None:
-            loss, _ = progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra)
+            loss, _ = progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra,
+                                      train.progressive_min_iters)
             if regulariser is not None:
                 loss = loss + regulariser(model)
             optimizer.zero_grad(set_to_none=True)

@@ -43,14 +43,16 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, valid: tor
     return (per_position * valid).sum() / valid.sum().clamp_min(1)
 
 
-def draw_progressive_split(iters: int, generator: torch.Generator, detach_extra: int = 0) -> tuple[int, int]:
+def draw_progressive_split(iters: int, generator: torch.Generator, detach_extra: int = 0,
+                           min_iters: int = 1) -> tuple[int, int]:
     """(n, k): n detached iterations then k with gradient.
 
-    n + k is uniform on [1, iters], then ``detach_extra`` > 0 adds U[0, detach_extra] more
+    n + k is uniform on [min_iters, iters], then ``detach_extra`` > 0 adds U[0, detach_extra] more
     detached iterations in front: the model then also learns to hold a solved state beyond
-    iters (against "overthinking"), at the price of cheap no-grad iterations only.
+    iters (against "overthinking"), at the price of cheap no-grad iterations only. ``min_iters``
+    above 1 asks for answers only from that iteration on (``TrainConfig.progressive_min_iters``).
     """
-    total = int(torch.randint(1, iters + 1, (1,), generator=generator))
+    total = int(torch.randint(min_iters, iters + 1, (1,), generator=generator))
     n = int(torch.randint(0, total, (1,), generator=generator))
     extra = int(torch.randint(0, detach_extra + 1, (1,), generator=generator)) if detach_extra > 0 else 0
     return n + extra, total - n
@@ -92,14 +94,15 @@ def progressive_loss(
     alpha: float,
     generator: torch.Generator,
     detach_extra: int = 0,
+    min_iters: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The loss of one batch, ``(1 - alpha) * CE(after iters) + alpha * CE(progressive)``.
 
     inputs ``(N, C, *S)``, targets ``(N, *S)``. The progressive term runs n iterations without
     gradient, detaches, and k more with gradient (``draw_progressive_split``, which draws from
-    ``generator``); each term is skipped when its weight is 0. Returns ``(loss, logits)``: a
-    0-d tensor, and the logits ``(N, classes, *S)`` after ``iters`` iterations when the full term
-    computed them (None otherwise).
+    ``generator``; ``min_iters`` the least n + k); each term is skipped when its weight is 0.
+    Returns ``(loss, logits)``: a 0-d tensor, and the logits ``(N, classes, *S)`` after ``iters``
+    iterations when the full term computed them (None otherwise).
     """
     valid = task.valid(inputs)  # (N, *S)
     loss = torch.zeros((), device=inputs.device)
@@ -108,7 +111,7 @@ def progressive_loss(
         logits_full = model(inputs, iters)
         loss = loss + (1 - alpha) * masked_cross_entropy(logits_full, targets, valid)
     if alpha > 0:
-        n, k = draw_progressive_split(iters, generator, detach_extra)
+        n, k = draw_progressive_split(iters, generator, detach_extra, min_iters)
         with torch.no_grad():
             state = model.run(inputs, n) if n > 0 else model.initial_state(inputs)
         state = model.run(inputs, k, state=state.detach(), start=n)
@@ -452,7 +455,8 @@ def fit(
                         cut = curriculum_size(step, size, cfg.curriculum_start, cfg.curriculum_steps)
                         if cut != size:
                             inputs, targets = task.truncate(inputs, targets, cut)
-                    loss, logits = progressive_loss(model, task, inputs, targets, cfg.iters, cfg.alpha, generator, detach_extra)
+                    loss, logits = progressive_loss(model, task, inputs, targets, cfg.iters, cfg.alpha, generator, detach_extra,
+                                                    cfg.progressive_min_iters)
                     if regulariser is not None:
                         loss = loss + regulariser(model)
                     optimizer.zero_grad(set_to_none=True)

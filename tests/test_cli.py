@@ -60,6 +60,7 @@ def test_command_line_run_writes_a_complete_run_directory(tmp_path):
         ("size.n_train=-5", "size.n_train must be a positive integer"),
         ("task.rendering=fancy", "compact"),
         ("train.alpha=2", "train.alpha must lie in [0, 1]"),
+        ("train.progressive_min_iters=0", "train.progressive_min_iters must be an integer from 1 to train.iters"),
     ],
 )
 def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, override, message):

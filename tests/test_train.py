@@ -27,6 +27,31 @@ def test_progressive_split_trains_every_iteration_count_equally_often():
     np.testing.assert_allclose(freq, 1 / m, atol=0.015)  # the reference's draw gives P(m) > 0.3 here
 
 
+def test_progressive_split_from_a_least_count_draws_only_the_counts_from_it_on():
+    g = torch.Generator().manual_seed(0)
+    totals = collections.Counter(sum(draw_progressive_split(8, g, min_iters=5)) for _ in range(8_000))
+    assert sorted(totals) == [5, 6, 7, 8]
+    np.testing.assert_allclose([totals[t] / 8_000 for t in range(5, 9)], 1 / 4, atol=0.02)
+
+
+def test_fit_draws_the_progressive_term_from_the_configured_least_count(monkeypatch):
+    drawn = []
+    real_draw = draw_progressive_split
+
+    def spy_draw(*args):
+        n, k = real_draw(*args)
+        drawn.append(n + k)
+        return n, k
+
+    monkeypatch.setattr("benchmark.train.draw_progressive_split", spy_draw)
+    task = PrefixSumsTask()
+    cfg = TrainConfig(epochs=3, batch_size=8, iters=6, alpha=0.5, detach_extra=0, warmup_steps=1, log_every=2,
+                      progressive_min_iters=5)
+    fit(RecurrentConvNet(task.spec, width=4, depth=3, templates=2), task, task.dataset(8, 32, seed=0), cfg,
+        torch.device("cpu"), seed=0, progress=False)
+    assert len(drawn) == 12 and set(drawn) <= {5, 6} and len(set(drawn)) == 2
+
+
 def test_masked_cross_entropy_ignores_invalid_positions():
     logits = torch.randn(2, 2, 3, 3)
     targets = torch.randint(0, 2, (2, 3, 3))
