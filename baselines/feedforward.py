@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.model import RecurrentConvNet
+from benchmark.models.recurrent import RecurrentConvNet
 from tasks.base import TaskSpec
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.wide_resnet import WideResNet
+from benchmark.models.wide_resnet import WideResNet
 from tasks.base import TaskSpec
 
 

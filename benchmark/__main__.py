@@ -4,13 +4,13 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import benchmark.config  # noqa: F401  (registers the structured-config schemas)
+import benchmark.config.schema  # noqa: F401  (registers the structured-config schemas)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://configs", config_name="config")
 def main(cfg: DictConfig) -> None:
-    # The task's config chooses the pipeline (configs/pipeline/): benchmark.run.main for generated
-    # puzzles, benchmark.classify.main for read image sets; `_partial_: true` makes it a callable.
+    # The task's config chooses the pipeline (configs/pipeline/): benchmark.pipelines.algorithmic.main for generated
+    # puzzles, benchmark.pipelines.classification.main for read image sets; `_partial_: true` makes it a callable.
     pipeline = instantiate(cfg.pipeline)
     pipeline(cfg)
 

@@ -29,7 +29,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$log" 2>
 
 step gpu_tests 150 "$py" -m pytest -m gpu -p no:cacheprovider -rA
 step bench 200 "$py" -m benchmark.bench --device cuda --no-compile --repeats 3 --out "$out/bench_cuda.json"
-step cifar 60 "$py" scripts/gpu_cifar_throughput.py --steps 50 --warmup 10 --out "$out/cifar_throughput.json"
+step cifar 60 "$py" -m benchmark.devtools.gpu_cifar_throughput --steps 50 --warmup 10 --out "$out/cifar_throughput.json"
 # One epoch of the 50,000 mazes at batch 128 (390 steps); the warm-up shortened to 100 steps so
 # that the short schedule reaches its peak learning rate.
 step paper_maze 110 "$py" -m benchmark task=maze train=paper train.epochs=1 train.warmup_steps=100 train.log_every=50 \

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from benchmark.fileio import write_atomic
+from tasks.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ A puzzle task (``tasks.base.Task``) *makes* its data from a seed, at any size. A
 rather than per position. So it has its own small interface, ``ImageTask``: ``load()`` returns
 the splits as uint8 tensors, ``normalisation()`` the per-channel statistics of the training
 images, and three plain attributes tell the training loop how to augment a batch
-(``benchmark.augment``: padded random crop, horizontal flip, cutout). Like a puzzle task, it
+(``benchmark.training.augment``: padded random crop, horizontal flip, cutout). Like a puzzle task, it
 knows nothing about models or training, and the engine meets it only through ``spec``.
 
 CIFAR is read from the official archives of https://www.cs.toronto.edu/~kriz/cifar.html in
@@ -40,7 +40,7 @@ from urllib.request import urlopen
 import numpy as np
 import torch
 
-from benchmark.fileio import atomic_path
+from tasks.fileio import atomic_path
 from tasks.base import TaskError, TaskSpec
 
 log = logging.getLogger(__name__)

@@ -4,10 +4,6 @@ parametrized over them covers a new task or model without being edited."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -16,7 +12,7 @@ from hydra.core.object_type import ObjectType
 
 from omegaconf import OmegaConf
 
-from benchmark.config import BaselineModelConfig, DepthBaselineModelConfig, DepthModelConfig, ModelConfig  # (importing it registers the schemas)
+from benchmark.config.schema import BaselineModelConfig, DepthBaselineModelConfig, DepthModelConfig, ModelConfig  # (importing it registers the schemas)
 
 # Seconds, not minutes: a few dozen samples, one epoch, a handful of iterations.
 TINY = [
@@ -47,8 +43,8 @@ def compose_config(*overrides: str, hydra: bool = False):
 TASKS = config_options("task")
 # The generated puzzles (the algorithmic pipeline, gymnasium environments); the other tasks are
 # read image sets (the classification pipeline).
-PUZZLE_TASKS = [t for t in TASKS if compose_config(f"task={t}").pipeline._target_ == "benchmark.run.main"]
-# The models of the puzzle tasks (their schemas are benchmark.config's); the image models
+PUZZLE_TASKS = [t for t in TASKS if compose_config(f"task={t}").pipeline._target_ == "benchmark.pipelines.algorithmic.main"]
+# The models of the puzzle tasks (their schemas are benchmark.config.schema's); the image models
 # (Wide ResNets) run on the image tasks instead.
 PUZZLE_MODELS = [m for m in config_options("model")
                  if OmegaConf.get_type(compose_config(f"model={m}").model) in (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig)]
@@ -65,13 +61,3 @@ def make_cfg(tmp_path):
     return make
 
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` (not a package) as the module ``name``."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module

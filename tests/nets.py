@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.model import RecurrentConvNet
+from benchmark.models.recurrent import RecurrentConvNet
 from tasks.base import TaskSpec
 
 SPECS = {1: TaskSpec(dims=1, in_channels=1, num_classes=2), 2: TaskSpec(dims=2, in_channels=3, num_classes=2)}

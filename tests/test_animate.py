@@ -13,13 +13,13 @@ import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
-from benchmark import animate
-from benchmark.animate import make_figure, overlay, predictions, render, write_gif
-from benchmark.checkpoint import load_checkpoint, save_checkpoint
-from benchmark.config import data_seeds
-from benchmark.model import RecurrentConvNet
-from benchmark.run import run
-from benchmark.settling import Settling, settle_point
+from benchmark.analysis import animation as animate
+from benchmark.analysis.animation import make_figure, overlay, predictions, render, write_gif
+from benchmark.infra.checkpoint import load_checkpoint, save_checkpoint
+from benchmark.config.schema import data_seeds
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.pipelines.algorithmic import run
+from benchmark.evaluation.settling import Settling, settle_point
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 from tasks.shortest_path import ShortestPathTask
@@ -157,7 +157,7 @@ def test_animates_a_trained_run(make_cfg, tmp_path, task_name, size_group, size)
 def _make_run(run_dir: Path, depth: int = 1, templates: int | None = 2) -> None:
     """A run directory as a run leaves it (an untrained tiny maze model), n_test = 4."""
     run_dir.mkdir(parents=True)
-    model_cfg = {"_target_": "benchmark.model.RecurrentConvNet", "name": "m", "width": 4, "depth": depth, "templates": templates}
+    model_cfg = {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "m", "width": 4, "depth": depth, "templates": templates}
     task_cfg = {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
     torch.manual_seed(0)
     model = RecurrentConvNet(MazeTask.spec, name="m", width=4, depth=depth, templates=templates)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.augment import augment, to_float
+from benchmark.training.augment import augment, to_float
 
 
 def batch(n=64, c=3, h=8, w=8, seed=0):

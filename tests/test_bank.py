@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from benchmark.bank import TemplateBank, no_decay_parameters
-from benchmark.model import RecurrentConvNet
-from benchmark.train import make_optimizer
-from benchmark.config import TrainConfig
+from benchmark.models.bank import TemplateBank, no_decay_parameters
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.training.trainer import make_optimizer
+from benchmark.config.schema import TrainConfig
 from tasks.base import TaskSpec
 
 

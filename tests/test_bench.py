@@ -9,8 +9,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from benchmark import precision
-from benchmark.bench import BASELINE, MEMORY_SETTINGS, QUICK, Setting, default_checkpoint, halting_name, main, markdown, ratios, settings
+from benchmark.infra import precision
+from benchmark.devtools.bench import BASELINE, MEMORY_SETTINGS, QUICK, Setting, default_checkpoint, halting_name, main, markdown, ratios, settings
 
 BF16 = precision.resolve("auto", torch.device("cpu")) == "bf16"
 

@@ -11,17 +11,17 @@ from omegaconf import OmegaConf
 
 from baselines.feedforward import FeedForwardNet
 from baselines.wrn import UnsharedWideResNet
-from benchmark import registry
-from benchmark.checkpoint import FORMAT, LEGACY_FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
-from benchmark.config import ConfigError
-from benchmark.model import RecurrentConvNet
-from benchmark.wide_resnet import WideResNet
+from benchmark.models import registry
+from benchmark.infra.checkpoint import FORMAT, LEGACY_FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
+from benchmark.config.schema import ConfigError
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.models.wide_resnet import WideResNet
 from tasks.images import Cifar10Task, Cifar100Task, DigitsTask
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 from tasks.shortest_path import ShortestPathTask
 
-MODEL = {"_target_": "benchmark.model.RecurrentConvNet", "name": "shared", "width": 4, "depth": 1, "templates": 2, "recall": True}
+MODEL = {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "shared", "width": 4, "depth": 1, "templates": 2, "recall": True}
 TASK = {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
 
 
@@ -72,7 +72,7 @@ def test_round_trip_gives_the_same_predictions(saved):
 @pytest.mark.parametrize("model_cls,model_cfg,task_cls,task_cfg", [
     (FeedForwardNet, {"_target_": "baselines.feedforward.FeedForwardNet", "name": "feedforward", "width": 4, "depth": 3, "recall": True},
      PrefixSumsTask, {"_target_": "tasks.prefix_sums.PrefixSumsTask"}),
-    (RecurrentConvNet, {"_target_": "benchmark.model.RecurrentConvNet", "name": "recurrent", "width": 4, "depth": 1, "templates": None, "recall": False},
+    (RecurrentConvNet, {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "recurrent", "width": 4, "depth": 1, "templates": None, "recall": False},
      ShortestPathTask, {"_target_": "tasks.shortest_path.ShortestPathTask", "obstacle_density": 0.1, "cost_min": 1, "cost_max": 3}),
 ])
 def test_every_built_in_model_and_task_round_trips(tmp_path, model_cls, model_cfg, task_cls, task_cfg):
@@ -189,7 +189,7 @@ def test_nested_target_in_a_format_1_config_is_refused(saved, tmp_path, victim, 
     _assert_untouched(tmp_path, victim, before)
 
 
-@pytest.mark.parametrize("name", ["pathlib.Path.write_text", "benchmark.model.RecurrentConvNet", "os:system", "RecurrentConvNet"])
+@pytest.mark.parametrize("name", ["pathlib.Path.write_text", "benchmark.models.recurrent.RecurrentConvNet", "os:system", "RecurrentConvNet"])
 def test_a_class_path_in_the_name_slot_is_refused(saved, tmp_path, name):
     _, _, raw = saved
     ckpt = copy.deepcopy(raw)

@@ -13,14 +13,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import benchmark.classify_config  # noqa: F401  (registers the classification schemas)
+import benchmark.config.classification  # noqa: F401  (registers the classification schemas)
 from baselines.wrn import UnsharedWideResNet
-from benchmark.bank import no_decay_parameters
-from benchmark.checkpoint import load_checkpoint
-from benchmark.classify import Classifier, DeviceSplit, analyse, make_optimizer, run
-from benchmark.classify_config import ClassificationTrainConfig
-from benchmark.results import BankFoldResult, ClassificationResult
-from benchmark.wide_resnet import WideResNet
+from benchmark.models.bank import no_decay_parameters
+from benchmark.infra.checkpoint import load_checkpoint
+from benchmark.pipelines.classification import Classifier, DeviceSplit, analyse, make_optimizer, run
+from benchmark.config.classification import ClassificationTrainConfig
+from benchmark.infra.results import BankFoldResult, ClassificationResult
+from benchmark.models.wide_resnet import WideResNet
 from tasks.base import TaskSpec
 from tasks.images import ImageSplit, ImageTask
 
@@ -52,8 +52,8 @@ class RandomImages(ImageTask):
 
 @pytest.fixture(autouse=True)
 def _register_the_fake_task(monkeypatch):
-    """Checkpoints name only registered tasks (benchmark.registry): let them name the fake one."""
-    from benchmark import registry
+    """Checkpoints name only registered tasks (benchmark.models.registry): let them name the fake one."""
+    from benchmark.models import registry
 
     monkeypatch.setitem(registry.TASKS, "random_images", f"{__name__}:RandomImages")
 
@@ -68,9 +68,9 @@ FAKE = [*FAKE_TASK, "train.epochs=2", "train.batch_size=16", "train.milestones=[
 @pytest.mark.parametrize("model", ["wrn", "swrn"])
 def test_image_configs_compose_validate_and_build(make_cfg, task, model):
     cfg = make_cfg(f"task={task}", f"model={model}", tiny=False)
-    assert cfg.pipeline._target_ == "benchmark.classify.main"
+    assert cfg.pipeline._target_ == "benchmark.pipelines.classification.main"
     assert OmegaConf.get_type(cfg.train) is ClassificationTrainConfig
-    benchmark.classify_config.check_classification_config(cfg.size, cfg.train, cfg.eval)
+    benchmark.config.classification.check_classification_config(cfg.size, cfg.train, cfg.eval)
     from hydra.utils import instantiate
 
     task_obj = instantiate(cfg.task)
@@ -109,7 +109,7 @@ def test_cifar_paper_is_the_official_recipe(make_cfg):
 
 def test_the_algorithmic_path_keeps_its_pipeline(make_cfg):
     for task in ("maze", "prefix_sums", "shortest_path"):
-        assert make_cfg(f"task={task}").pipeline._target_ == "benchmark.run.main"
+        assert make_cfg(f"task={task}").pipeline._target_ == "benchmark.pipelines.algorithmic.main"
 
 
 @pytest.mark.parametrize("override,message", [
@@ -121,7 +121,7 @@ def test_the_algorithmic_path_keeps_its_pipeline(make_cfg):
     ("eval.fold_threshold=0", "eval.fold_threshold must lie in (0, 1]"),
 ])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(make_cfg, tmp_path, capsys, override, message):
-    from benchmark.classify import main
+    from benchmark.pipelines.classification import main
 
     cfg = make_cfg(*(FAKE_TASK if override.startswith("train=") else FAKE), override, tiny=False)
     with pytest.raises(SystemExit) as info:
@@ -138,7 +138,7 @@ def test_a_puzzle_model_on_an_image_task_is_refused_when_composing(make_cfg):
 
 
 def test_cifar_under_a_null_cache_dir_is_refused_before_anything(make_cfg, tmp_path, capsys):
-    from benchmark.classify import main
+    from benchmark.pipelines.classification import main
 
     with pytest.raises(SystemExit) as info:
         main(make_cfg("task=cifar10", "cache_dir=null", tiny=False))

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from benchmark.checkpoint import load_checkpoint
-from benchmark.evaluate import accuracy_per_iteration
-from benchmark.evaluate import main as evaluate_main
-from benchmark.run import run
+from benchmark.infra.checkpoint import load_checkpoint
+from benchmark.evaluation.extrapolation import accuracy_per_iteration
+from benchmark.evaluation.extrapolation import main as evaluate_main
+from benchmark.pipelines.algorithmic import run
 from tasks.maze import MazeTask
 
 from conftest import PUZZLE_MODELS, TINY, config_options

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from benchmark.config import ConfigError, size_name
-from benchmark.run import build_task, run
+from benchmark.config.schema import ConfigError, size_name
+from benchmark.pipelines.algorithmic import build_task, run
 
 from conftest import PUZZLE_TASKS, TINY, compose_config
 

@@ -1,4 +1,4 @@
-"""scripts/compare_deep_thinking.py: the plumbing, against a tiny stand-in for the reference code.
+"""benchmark.devtools.compare_deep_thinking: the plumbing, against a tiny stand-in for the reference code.
 
 The stand-in has the reference's module layout and function names (and a package ``__init__``
 that cannot be imported, like the real one without its dataset package), and records how it is
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import precision
-from benchmark.bench import QUICK
+from benchmark.infra import precision
+from benchmark.devtools.bench import QUICK
 
-from conftest import load_script
+import importlib
 
 
 STAND_IN = {
@@ -119,7 +119,7 @@ def write_stand_in(root: Path, replace: dict[str, str] | None = None) -> Path:
 @pytest.fixture(scope="module")
 def script():
     saved_path, saved_modules = list(sys.path), set(sys.modules)
-    yield load_script("compare_deep_thinking")
+    yield importlib.import_module("benchmark.devtools.compare_deep_thinking")
     sys.path[:] = saved_path
     for name in set(sys.modules) - saved_modules:
         del sys.modules[name]

@@ -16,9 +16,9 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from benchmark.classify_config import ClassificationTrainConfig, check_classification_config
-from benchmark.config import ConfigError, EvalConfig, TrainConfig, check_config, check_run_settings
-from benchmark.run import build_model, build_task, instantiate_user, run
+from benchmark.config.classification import ClassificationTrainConfig, check_classification_config
+from benchmark.config.schema import ConfigError, EvalConfig, TrainConfig, check_config, check_run_settings
+from benchmark.pipelines.algorithmic import build_model, build_task, instantiate_user, run
 from tasks.base import TaskError
 
 from conftest import PUZZLE_TASKS, TASKS, TINY, compose_config, config_groups, config_options
@@ -27,7 +27,7 @@ from conftest import PUZZLE_TASKS, TASKS, TINY, compose_config, config_groups, c
 def _validate(cfg) -> None:
     """The checks a run makes before writing anything, on the config alone and then with its
     built task and model: ``check_config`` (puzzles) or the classification pipeline's checks."""
-    if cfg.pipeline._target_ == "benchmark.classify.main":
+    if cfg.pipeline._target_ == "benchmark.pipelines.classification.main":
         check_run_settings(cfg)
         check_classification_config(cfg.size, cfg.train, cfg.eval)
         task = instantiate_user(cfg.task)
@@ -80,7 +80,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     cfg = OmegaConf.to_container(compose_config("task=maze", "size=train9_test15"), resolve=True)
     assert cfg["task"] == {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
     assert cfg["size"] == {"train": 9, "test": [15], "n_train": 40000, "n_test": 1000}
-    assert cfg["model"] == {"_target_": "benchmark.model.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
+    assert cfg["model"] == {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
                             "templates": 2, "coefficient_init": "orthogonal", "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "progressive_min_iters": 1, "log_every": 50, "checkpoint_every": 200,
@@ -253,7 +253,7 @@ def test_unwritable_results_dir(make_cfg, tmp_path, monkeypatch):
     locked.mkdir()
     real_access = os.access
     # chmod does not stop root (the CI user may be root), so the refusal is simulated where it is read.
-    monkeypatch.setattr("benchmark.config.os.access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    monkeypatch.setattr("benchmark.config.schema.os.access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
     cfg = make_cfg(f"results_dir={locked / 'results'}")
     with pytest.raises(ConfigError, match="is not writable"):
         run(cfg)
@@ -276,7 +276,7 @@ def test_a_bug_in_a_constructor_keeps_its_traceback(make_cfg, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("a bug, not a user error")
 
-    monkeypatch.setattr("benchmark.model.RecurrentConvNet.__init__", broken)
+    monkeypatch.setattr("benchmark.models.recurrent.RecurrentConvNet.__init__", broken)
     cfg = make_cfg()
     with pytest.raises(Exception) as err:
         run(cfg)

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import distributed
-from benchmark.config import ConfigError, TrainConfig
-from benchmark.loop_regulariser import loop_penalty
-from benchmark.model import RecurrentConvNet
-from benchmark.run import run
-from benchmark.train import fit
+from benchmark.infra import distributed
+from benchmark.config.schema import ConfigError, TrainConfig
+from benchmark.training.loop_regulariser import loop_penalty
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.pipelines.algorithmic import run
+from benchmark.training.trainer import fit
 from tasks.shortest_path import ShortestPathTask
 
 from conftest import TINY, compose_config

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.evaluate import accuracy_per_iteration, evaluate, format_table, settle_and_score
-from benchmark.results import EvalResult, ResultFormatError, SizeHalting, SizeSummary
+from benchmark.evaluation.extrapolation import accuracy_per_iteration, evaluate, format_table, settle_and_score
+from benchmark.infra.results import EvalResult, ResultFormatError, SizeHalting, SizeSummary
 from known_answer import CURVE_HOLD_3, CURVE_HOLD_5, EIGHT_BITS, TASK, KnownAnswerNet, bit_strings
 
 CPU = torch.device("cpu")
@@ -217,8 +217,8 @@ def test_halting_is_exact_on_random_schedules(schedule, k, iters, batch_size):
 def test_a_real_model_resumed_after_dropping_samples_gives_the_same_logits(channels_last):
     """The evaluator drops settled samples by cutting the state down and resuming the unroll at
     the same iteration: the samples kept see the logits of the uncut pass."""
-    from benchmark.evaluate import _Unroll
-    from benchmark.model import RecurrentConvNet
+    from benchmark.evaluation.extrapolation import _Unroll
+    from benchmark.models.recurrent import RecurrentConvNet
     from tasks.maze import MazeTask
 
     torch.manual_seed(0)
@@ -239,8 +239,8 @@ def test_a_real_model_resumed_after_dropping_samples_gives_the_same_logits(chann
 
 
 def test_a_run_with_eval_halt_after_records_where_its_test_samples_settled(make_cfg):
-    from benchmark.results import read_fold
-    from benchmark.run import run
+    from benchmark.infra.results import read_fold
+    from benchmark.pipelines.algorithmic import run
 
     results = run(make_cfg("task=prefix_sums", "size=train16_test64", "eval.halt_after=2", "eval.iters=8"))
     evaluation = EvalResult.read(Path(results.run_dir) / "eval.json")

@@ -15,12 +15,12 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from benchmark.checkpoint import save_checkpoint
-from benchmark.config import data_seeds
-from benchmark.evaluate import accuracy_per_iteration, settle_and_score
-from benchmark.evaluate import main as evaluate_main
-from benchmark.model import RecurrentConvNet
-from benchmark.results import EvalResult
+from benchmark.infra.checkpoint import save_checkpoint
+from benchmark.config.schema import data_seeds
+from benchmark.evaluation.extrapolation import accuracy_per_iteration, settle_and_score
+from benchmark.evaluation.extrapolation import main as evaluate_main
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.infra.results import EvalResult
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -33,7 +33,7 @@ SEED, TRAIN_ITERS = 3, 2
 def _make_run(run_dir: Path, task_cfg: dict, task_cls, config_task: dict | None = None) -> RecurrentConvNet:
     """A run directory as a run leaves it: model.pt and config.yaml (an untrained tiny model)."""
     run_dir.mkdir(parents=True)
-    model_cfg = {"_target_": "benchmark.model.RecurrentConvNet", "name": "shared", "width": 4, "depth": 1}
+    model_cfg = {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "shared", "width": 4, "depth": 1}
     torch.manual_seed(0)
     model = RecurrentConvNet(task_cls.spec, name="shared", width=4, depth=1)
     save_checkpoint(model, OmegaConf.create({"model": model_cfg, "task": task_cfg}), run_dir / "model.pt")
@@ -295,8 +295,8 @@ def test_module_entry_point_exits_2_in_one_line(maze_run):
 
 
 def test_the_settling_histogram_counts_each_size_in_its_legend(tmp_path, monkeypatch):
-    import benchmark.plot as plot
-    from benchmark.results import SizeHalting
+    import benchmark.analysis.plots as plot
+    from benchmark.infra.results import SizeHalting
 
     result = EvalResult(iterations=10, train_iters=2, accuracy={33: (0.0,) * 9 + (0.5,), 59: (0.0,) * 10}, halt_after=2,
                         halting={33: SizeHalting((3, 4, None, 5), ("fixed", "2-cycle", "none", "fixed"), (True, False, True, False)),
@@ -317,9 +317,9 @@ def test_fold_scores_the_runs_own_fold_under_its_own_name(tmp_path, capsys):
     own test samples: the same curves as folding and evaluating it directly; the file is new."""
     import shutil
 
-    from benchmark.evaluate import evaluate
-    from benchmark.evaluate_cli import load_run
-    from benchmark.folding import fold
+    from benchmark.evaluation.extrapolation import evaluate
+    from benchmark.evaluation.rescore import load_run
+    from benchmark.analysis.folding import fold
 
     source = next((REPO / "results" / "reference" / "checkpoints" / "maze" / "train9_test15" / "shared").iterdir())
     run_dir = Path(shutil.copytree(source, tmp_path / "run"))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.bench import evaluate_before
-from benchmark.evaluate import accuracy_per_iteration
-from benchmark.model import CompiledFunction, RecurrentConvNet
+from benchmark.devtools.bench import evaluate_before
+from benchmark.evaluation.extrapolation import accuracy_per_iteration
+from benchmark.models.recurrent import CompiledFunction, RecurrentConvNet
 from known_answer import CURVE_HOLD_5, EIGHT_BITS, TASK, KnownAnswerNet, bit_strings
 from tasks.base import TaskSpec
 

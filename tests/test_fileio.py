@@ -18,11 +18,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from benchmark import checkpoint, plot
-from benchmark.checkpoint import load_checkpoint, save_checkpoint
-from benchmark.fileio import atomic_path, write_atomic, write_json, write_text
-from benchmark.model import RecurrentConvNet
-from benchmark.results import EvalResult
+from benchmark.infra import checkpoint
+from benchmark.analysis import plots as plot
+from benchmark.infra.checkpoint import load_checkpoint, save_checkpoint
+from tasks.fileio import atomic_path, write_atomic, write_json, write_text
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.infra.results import EvalResult
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -54,7 +55,7 @@ def _only(directory):
     return sorted(p.name for p in directory.iterdir())
 
 
-# ---------------------------------------------------------------------------- benchmark.fileio
+# ---------------------------------------------------------------------------- tasks.fileio
 def test_write_text_and_json_replace_the_file(tmp_path):
     path = tmp_path / "a.json"
     write_json(path, {"x": [1, 2.5]})
@@ -102,7 +103,7 @@ def test_interrupt_inside_atomic_path_cleans_up(tmp_path):
 
 # ---------------------------------------------------------------------------- what runs write
 def test_checkpoint_save_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    cfg = OmegaConf.create({"model": {"_target_": "benchmark.model.RecurrentConvNet", "width": 4},
+    cfg = OmegaConf.create({"model": {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "width": 4},
                             "task": {"_target_": "tasks.maze.MazeTask"}})
     first = RecurrentConvNet(MazeTask.spec, width=4)
     path = tmp_path / "model.pt"

@@ -1,4 +1,4 @@
-"""Tests of benchmark.folding, and of a run's sharing analysis (lsm.json, fold.json) and its plots."""
+"""Tests of benchmark.analysis.folding, and of a run's sharing analysis (lsm.json, fold.json) and its plots."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.evaluate import evaluate
-from benchmark.folding import FoldedNet, fold
-from benchmark.results import EvalResult, FoldResult, Headline, RunInfo, SimilarityRecord, Timing
-from benchmark.run import analyse_sharing
-from benchmark.similarity import layer_similarity, similarity_record
-from benchmark.model import RecurrentConvNet
+from benchmark.evaluation.extrapolation import evaluate
+from benchmark.analysis.folding import FoldedNet, fold
+from benchmark.infra.results import EvalResult, FoldResult, Headline, RunInfo, SimilarityRecord, Timing
+from benchmark.pipelines.algorithmic import analyse_sharing
+from benchmark.analysis.similarity import layer_similarity, similarity_record
+from benchmark.models.recurrent import RecurrentConvNet
 from nets import SPECS, WIDTH, inputs, net, one_thread, parallel_rows, set_rows  # noqa: F401  (one_thread: autouse fixture)
 
 RUN_INFO = RunInfo(task="maze", model="shared", parameters=1, seed=0, train_size=9, device="cpu", final_train_acc=None,
@@ -139,7 +139,7 @@ def test_fold_rejects_bad_input():
 
 # ---------------------------------------------------------------------------- a run's analysis and plots
 def test_analyse_sharing_writes_lsm_and_fold_then_plots(tmp_path):
-    from benchmark import plot
+    from benchmark.analysis import plots as plot
     from tasks.maze import MazeTask
 
     task = MazeTask()
@@ -186,7 +186,7 @@ def test_a_fold_that_merges_nothing_reuses_the_original_scores(tmp_path):
 
 
 def test_plot_lsm_writes_one_panel_per_bank(tmp_path):
-    from benchmark import plot
+    from benchmark.analysis import plots as plot
 
     rng = np.random.default_rng(0)
     lsm = {"bank": layer_similarity(torch.tensor(rng.normal(size=(4, 2)))).numpy(),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.evaluate import accuracy_per_iteration
-from benchmark.model import RecurrentConvNet
-from benchmark.run import run
+from benchmark.evaluation.extrapolation import accuracy_per_iteration
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.pipelines.algorithmic import run
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def test_auto_device_trains_on_the_gpu_and_agrees_with_the_cpu(make_cfg):
     results = run(make_cfg("device=auto", "size.train=5", "size.test=[7]", "train.epochs=3"))
     assert "cuda" in results.evaluation.run.device
-    from benchmark.checkpoint import load_checkpoint
+    from benchmark.infra.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(results.run_dir / "model.pt", map_location="cpu")
     data = MazeTask().dataset(7, 16, seed=1)

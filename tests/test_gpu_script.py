@@ -1,4 +1,4 @@
-"""scripts/gpu_cifar_throughput.py: its JSON and table on the CPU (--tiny), and the real models on CUDA."""
+"""benchmark.devtools.gpu_cifar_throughput: its JSON and table on the CPU (--tiny), and the real models on CUDA."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
-from benchmark.wide_resnet import WideResNet
+from benchmark.models.wide_resnet import WideResNet
 from tasks.base import TaskSpec
 
-from conftest import load_script
+import importlib
 
 
 @pytest.fixture(scope="module")
 def script():
-    return load_script("gpu_cifar_throughput")
+    return importlib.import_module("benchmark.devtools.gpu_cifar_throughput")
 
 
 def parameters(depth: int, widen: int, templates: int | None) -> int:
@@ -28,7 +28,7 @@ def test_tiny_run_on_the_cpu_writes_the_figures_and_the_table(script, tmp_path, 
     script.main(["--tiny", "--device", "cpu", "--steps", "2", "--warmup", "1", "--batch-size", "4", "--out", str(out)])
     data = json.loads(out.read_text())
     assert data["device"].startswith("cpu") and data["torch"] == torch.__version__
-    assert (data["autocast"], data["channels_last"]) == ("off", False)  # the CPU path of benchmark.classify.Classifier
+    assert (data["autocast"], data["channels_last"]) == ("off", False)  # the CPU path of benchmark.pipelines.classification.Classifier
     assert (data["batch_size"], data["warmup_steps"], data["steps"]) == (4, 1, 2)
     assert [m["model"] for m in data["models"]] == ["wrn-16-1", "swrn-16-1-1"]
     assert [m["parameters"] for m in data["models"]] == [parameters(16, 1, None), parameters(16, 1, 1)]

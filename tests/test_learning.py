@@ -13,9 +13,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.config import TrainConfig
-from benchmark.run import build_model
-from benchmark.train import fit
+from benchmark.config.schema import TrainConfig
+from benchmark.pipelines.algorithmic import build_model
+from benchmark.training.trainer import fit
 from conftest import compose_config
 from nets import one_thread  # noqa: F401  (autouse fixture)
 from tasks.prefix_sums import PrefixSumsTask

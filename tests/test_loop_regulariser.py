@@ -1,4 +1,4 @@
-"""Tests of benchmark.loop_regulariser: the pairs it pulls together, its value, its effect in training."""
+"""Tests of benchmark.training.loop_regulariser: the pairs it pulls together, its value, its effect in training."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.bank import TemplateBank
-from benchmark.config import TrainConfig
-from benchmark.folding import fold
-from benchmark.loop_regulariser import loop_pairs, loop_penalty, loop_similarity, training_regulariser
-from benchmark.model import RecurrentConvNet
-from benchmark.similarity import model_lsm
-from benchmark.train import fit
+from benchmark.models.bank import TemplateBank
+from benchmark.config.schema import TrainConfig
+from benchmark.analysis.folding import fold
+from benchmark.training.loop_regulariser import loop_pairs, loop_penalty, loop_similarity, training_regulariser
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.analysis.similarity import model_lsm
+from benchmark.training.trainer import fit
 from nets import net, one_thread, parallel_rows, set_rows  # noqa: F401  (one_thread: autouse fixture)
 
 

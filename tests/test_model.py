@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from baselines.feedforward import FeedForwardNet
-from benchmark.model import RecurrentConvNet
+from benchmark.models.recurrent import RecurrentConvNet
 from tasks.base import TaskSpec
 
 SPECS = {1: TaskSpec(dims=1, in_channels=1, num_classes=2), 2: TaskSpec(dims=2, in_channels=3, num_classes=2)}

@@ -8,8 +8,8 @@ import json
 import matplotlib.image
 import pytest
 
-from benchmark.parity import main
-from benchmark.results import (
+from benchmark.analysis.parity import main
+from benchmark.infra.results import (
     BankFoldResult,
     ClassificationResult,
     ClassificationTiming,

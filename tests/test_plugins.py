@@ -1,7 +1,7 @@
 """An outside task plugin (tests/plugin_example, a pip-installable package) found through Hydra's
 own plugin mechanism: its SearchPathPlugin puts its configs on the search path, so
 ``python -m benchmark task=parity`` works without editing this repo; its ``algoreason.tasks``
-entry point lets a parity checkpoint name its task (benchmark.registry)."""
+entry point lets a parity checkpoint name its task (benchmark.models.registry)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ if sys.version_info >= (3, 11):
 else:  # the dev extra installs tomli on Python 3.10
     import tomli as tomllib
 
-from benchmark.checkpoint import load_checkpoint
-from benchmark.config import ConfigError
+from benchmark.infra.checkpoint import load_checkpoint
+from benchmark.config.schema import ConfigError
 from conftest import TASKS, TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_plugin_registers_its_gymnasium_env(parity):
 def test_unregistered_plugin_task_is_refused_before_training(make_cfg, tmp_path, monkeypatch):
     """Importable but not registered (no entry point): its checkpoint could not be loaded, so the
     run is refused before anything is written, not after training."""
-    from benchmark.run import run
+    from benchmark.pipelines.algorithmic import run
 
     monkeypatch.syspath_prepend(str(PLUGIN))
     cfg = make_cfg("task=maze", "task._target_=algoreason_parity.ParityTask", "~task.rendering", "size=train8_test16")

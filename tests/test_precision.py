@@ -4,8 +4,8 @@ training that still learns, the option recorded and validated."""
 import pytest
 import torch
 
-from benchmark import precision
-from benchmark.model import RecurrentConvNet
+from benchmark.infra import precision
+from benchmark.models.recurrent import RecurrentConvNet
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 

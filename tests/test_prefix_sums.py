@@ -6,13 +6,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.config import data_seeds, exit_on_user_error
-from benchmark.evaluate import accuracy_per_iteration
-from benchmark.evaluate_cli import load_run
+from benchmark.config.schema import data_seeds, exit_on_user_error
+from benchmark.evaluation.extrapolation import accuracy_per_iteration
+from benchmark.evaluation.rescore import load_run
 from tasks.base import TaskError
 from tasks.prefix_sums import PrefixSumsTask
 
-from conftest import load_script
+import importlib
 
 
 @pytest.fixture
@@ -97,14 +97,14 @@ def test_check_size_accepts(task):
         task.generate(0, 3, seed=0)
 
 
-# ---------------------------------------------------------------- scripts/prefix_sums_failures.py
+# ---------------------------------------------------------------- benchmark.analysis.prefix_sums_failures
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "results" / "reference" / "checkpoints"
 
 
 @pytest.fixture(scope="module")
 def failures():
-    return load_script("prefix_sums_failures")
+    return importlib.import_module("benchmark.analysis.prefix_sums_failures")
 
 
 def test_failure_analysis_finds_a_window_models_reach(failures):

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.config import data_seeds
-from benchmark.evaluate import evaluate
-from benchmark.evaluate_cli import load_run
-from benchmark.results import EvalResult, read_eval
+from benchmark.config.schema import data_seeds
+from benchmark.evaluation.extrapolation import evaluate
+from benchmark.evaluation.rescore import load_run
+from benchmark.infra.results import EvalResult, read_eval
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "reference" / "checkpoints"
 RUNS = sorted(path.parent for path in CHECKPOINTS.rglob("model.pt"))

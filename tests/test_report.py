@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark import plot, report
-from benchmark.evaluate import evaluate
-from benchmark.fileio import write_text
-from benchmark.results import EvalResult, FoldReport, FoldResult, RunInfo, Timing
-from benchmark.run import run
+from benchmark.analysis import plots as plot, report
+from benchmark.evaluation.extrapolation import evaluate
+from tasks.fileio import write_text
+from benchmark.infra.results import EvalResult, FoldReport, FoldResult, RunInfo, Timing
+from benchmark.pipelines.algorithmic import run
 from known_answer import EIGHT_BITS, TASK, KnownAnswerNet, bit_strings
 
 
@@ -107,7 +107,7 @@ def test_report_table_of_runs_with_known_answers(tmp_path):
 def test_report_lists_incomplete_runs_and_leaves_them_out_of_the_tables(tmp_path, capsys):
     """A run directory still holding the INCOMPLETE marker (interrupted, diverged, crashed) is
     named on one line and not tabulated, even when it got as far as writing eval.json."""
-    from benchmark.train_state import INCOMPLETE
+    from benchmark.training.state import INCOMPLETE
 
     _known_run(tmp_path, 0, hold=5, final_train_acc=0.95, metrics=[(10, 0.995)])
     unfinished = _known_run(tmp_path, 1, hold=3, final_train_acc=0.85, metrics=[(10, 0.4)])
@@ -140,7 +140,7 @@ def test_report_reproduces_the_committed_reference_tables(tmp_path, monkeypatch)
 def _classification_run(root: Path, model: str, seed: int, tests: list[float], parameters: int, unshared: int,
                         images_per_s: float, folded: float | None = None) -> Path:
     """A classification run directory with known figures: test accuracy per epoch, and after folding."""
-    from benchmark.results import BankFold, BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
+    from benchmark.infra.results import BankFold, BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
 
     run_dir = root / "digits" / "full" / model / f"seed{seed}"
     run_dir.mkdir(parents=True)
@@ -197,7 +197,7 @@ def test_report_of_classification_runs_alone_writes_no_puzzle_tables(tmp_path):
 
 def test_report_reads_what_classification_runs_write(make_cfg, tmp_path):
     """Real digits runs (tiny): the table's figures are those of their eval.json and fold.json."""
-    from benchmark.classify import run as classify
+    from benchmark.pipelines.classification import run as classify
 
     base = ["task=digits", "model.widen=1", "model.depth=16", "train.epochs=1", "size.n_train=128", "size.n_test=64",
             "progress=false"]
@@ -243,7 +243,7 @@ def test_overthinking_table_of_runs_with_known_answers(tmp_path):
 
 
 def test_size_summary_drop_is_the_fall_from_the_peak():
-    from benchmark.results import SizeSummary
+    from benchmark.infra.results import SizeSummary
 
     assert SizeSummary.of([0.2, 0.9, 0.6, 0.7], 2).drop == pytest.approx(0.2)
     assert SizeSummary.of([0.2, 0.5, 0.9], 2).drop == 0.0

@@ -1,4 +1,4 @@
-"""Tests of benchmark.results: the typed results read and write eval.json, fold.json and lsm.json."""
+"""Tests of benchmark.infra.results: the typed results read and write eval.json, fold.json and lsm.json."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.results import (
+from benchmark.infra.results import (
     BankFold,
     BankFoldResult,
     ClassificationResult,
@@ -107,7 +107,7 @@ def test_fold_comparison_is_after_minus_before_per_shared_size():
 
 
 # ---------------------------------------------------------------------------- classification runs
-# eval.json and fold.json as benchmark.classify wrote them (write_json of the dicts, keys in this
+# eval.json and fold.json as benchmark.pipelines.classification wrote them (write_json of the dicts, keys in this
 # order) before these types moved here, a validation split present: the format is kept.
 CLASSIFICATION_EVAL = {
     "task": "digits", "model": "swrn-16-2-1", "seed": 1, "parameters": 285170, "unshared_parameters": 691386,
@@ -127,7 +127,7 @@ CLASSIFICATION_FOLD = {
 
 
 def test_a_classification_eval_reads_rewrites_byte_for_byte_and_derives_its_figures(tmp_path):
-    old = json.dumps(CLASSIFICATION_EVAL, indent=1)  # as benchmark.fileio.write_json writes it
+    old = json.dumps(CLASSIFICATION_EVAL, indent=1)  # as tasks.fileio.write_json writes it
     (tmp_path / "old.json").write_text(old)
     result = ClassificationResult.read(tmp_path / "old.json")
     assert result.curve == (EpochScore(1, 0.625, 0.5), EpochScore(2, 0.75, 0.875))

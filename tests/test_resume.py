@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import report
-from benchmark.config import ConfigError, TrainConfig
-from benchmark.model import RecurrentConvNet
-from benchmark.results import EvalResult
-from benchmark.run import main
-from benchmark.train import NonFiniteLoss, fit
-from benchmark.train_state import FORMAT, INCOMPLETE, STATE_FILE, RunInterrupted, read_train_state
+from benchmark.analysis import report
+from benchmark.config.schema import ConfigError, TrainConfig
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.infra.results import EvalResult
+from benchmark.pipelines.algorithmic import main
+from benchmark.training.trainer import NonFiniteLoss, fit
+from benchmark.training.state import FORMAT, INCOMPLETE, STATE_FILE, RunInterrupted, read_train_state
 from tasks.prefix_sums import PrefixSumsTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_a_diverging_run_exits_3_with_one_sentence_and_no_nan_written(make_cfg, 
 def test_a_diverging_classification_run_stops_too(make_cfg, capsys, tmp_path):
     cfg = make_cfg("task=digits", "model=swrn", "model.widen=1", "model.depth=10", "train.epochs=2", "train.lr=1e12", "train.batch_size=16",
                    "size.n_train=64", "size.n_test=32", "run_id=div", "progress=false", tiny=False)
-    from benchmark.classify import main as classify_main
+    from benchmark.pipelines.classification import main as classify_main
 
     with pytest.raises(SystemExit) as exit_:
         classify_main(cfg)
@@ -337,7 +337,7 @@ def test_ctrl_c_exits_130_with_how_to_resume_and_the_report_lists_the_run_until_
 def test_an_interrupted_classification_run_resumes_from_its_last_epoch(make_cfg, tmp_path, monkeypatch):
     """Ctrl-C in epoch 2 of 3: the state of epoch 1 is kept, and resume=<run dir> ends with the
     weights and the per-epoch accuracies of the uninterrupted run."""
-    from benchmark import classify
+    from benchmark.pipelines import classification as classify
 
     settings = ["task=digits", "model=swrn", "model.widen=1", "model.depth=10", "train.epochs=3", "train.batch_size=16",
                 "size.n_train=64", "size.n_test=32", "progress=false"]

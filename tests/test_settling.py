@@ -1,4 +1,4 @@
-"""``benchmark.settling``: where predictions settle (fixed points and 2-cycles), for one sample
+"""``benchmark.evaluation.settling``: where predictions settle (fixed points and 2-cycles), for one sample
 (``settle_point``) and for a batch on the device (``SettleDetector``, dropping samples with ``keep``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.settling import SettleDetector, Settling, settle_point
+from benchmark.evaluation.settling import SettleDetector, Settling, settle_point
 
 
 def _seq(*values: int) -> list[np.ndarray]:

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import data_seeds, exit_on_user_error
-from benchmark.evaluate import accuracy_per_iteration
-from benchmark.evaluate_cli import load_run
+from benchmark.config.schema import data_seeds, exit_on_user_error
+from benchmark.evaluation.extrapolation import accuracy_per_iteration
+from benchmark.evaluation.rescore import load_run
 from tasks.base import TaskError
 from tasks.shortest_path import ShortestPathTask, is_single_path, shortest_path_mask
 
-from conftest import load_script
+import importlib
 
 MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -313,14 +313,14 @@ def test_bad_options(options):
         ShortestPathTask(**options)
 
 
-# ---------------------------------------------------------------- scripts/shortest_path_failures.py
+# ---------------------------------------------------------------- benchmark.analysis.shortest_path_failures
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "results" / "reference" / "checkpoints"
 
 
 @pytest.fixture(scope="module")
 def failures():
-    return load_script("shortest_path_failures")
+    return importlib.import_module("benchmark.analysis.shortest_path_failures")
 
 
 def encode(free, cost, start, goal, cost_max):
@@ -397,7 +397,7 @@ def test_failure_script_refuses_other_tasks(failures, capsys):
 def test_the_unit_cost_option_is_breadth_first_search_with_one_route_on_its_own_sizes():
     from conftest import compose_config
 
-    from benchmark.run import build_task
+    from benchmark.pipelines.algorithmic import build_task
 
     unit, weighted = compose_config("task=shortest_path_unit"), compose_config("task=shortest_path")
     task = build_task(unit)

@@ -1,4 +1,4 @@
-"""Tests of benchmark.similarity: the layer similarity matrix of every bank of a model."""
+"""Tests of benchmark.analysis.similarity: the layer similarity matrix of every bank of a model."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.bank import TemplateBank
-from benchmark.similarity import layer_similarity, model_lsm, similarity_record
+from benchmark.models.bank import TemplateBank
+from benchmark.analysis.similarity import layer_similarity, model_lsm, similarity_record
 from nets import net, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 

@@ -1,5 +1,5 @@
 """The sharing study's tables (``python -m benchmark.study``): hand-written runs with known numbers,
-and a few tiny real runs that check the study reads what ``benchmark.run.run`` writes."""
+and a few tiny real runs that check the study reads what ``benchmark.pipelines.algorithmic.run`` writes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark import study
-from benchmark.fileio import write_text
-from benchmark.results import (BankSimilarity, EvalResult, FoldedLoop, FoldReport, FoldResult, RunInfo, SimilarityRecord,
+from benchmark.analysis import study
+from tasks.fileio import write_text
+from benchmark.infra.results import (BankSimilarity, EvalResult, FoldedLoop, FoldReport, FoldResult, RunInfo, SimilarityRecord,
                                Timing)
 from nets import one_thread  # noqa: F401  (autouse fixture)
 
@@ -26,7 +26,7 @@ STEPS_PER_EPOCH = 10  # n_train 100, batch_size 10
 
 def _write_run(root: Path, model: str, seed: int, reach: int | None, steps: int, curve_test: list[float],
                epochs: int = 40, fold: tuple | None = None, coefficients: list[list[float]] | None = None) -> Path:
-    """A run directory as ``benchmark.run.run`` leaves one: its probe accuracy reaches 0.9 at step
+    """A run directory as ``benchmark.pipelines.algorithmic.run`` leaves one: its probe accuracy reaches 0.9 at step
     ``reach`` (None: never; seconds = steps / 10) and training ends at ``steps``."""
     run_dir = root / "prefix_sums" / "train6_test8" / model / f"run-seed{seed}"
     run_dir.mkdir(parents=True)
@@ -52,7 +52,7 @@ def _write_run(root: Path, model: str, seed: int, reach: int | None, steps: int,
                                    for p in loops])
         FoldResult.compare(before, after, f"{model}-folded", report).write(run_dir / "fold.json")
     if coefficients is not None:
-        from benchmark.similarity import layer_similarity
+        from benchmark.analysis.similarity import layer_similarity
         import torch
 
         lsm = layer_similarity(torch.tensor(coefficients, dtype=torch.float64)).tolist()
@@ -130,7 +130,7 @@ def test_a_study_whose_caps_are_long_enough_says_so(known_study, tmp_path):
 def test_an_incomplete_run_is_named_with_how_far_it_got_and_the_cap_rule_still_reported(known_study, tmp_path):
     import shutil
 
-    from benchmark.train_state import INCOMPLETE
+    from benchmark.training.state import INCOMPLETE
 
     shutil.rmtree(next(known_study.rglob("shared_k1/run-seed1")))  # the caps now hold
     cut = _write_run(tmp_path / "cut", "recurrent", 3, None, 70, [0.1] * 6)
@@ -221,7 +221,7 @@ def real_study(tmp_path_factory):
     """One seed of four models trained for seconds on 6-bit prefix sums, the way a multirun leaves them."""
     from hydra import compose, initialize_config_module
 
-    from benchmark.run import run
+    from benchmark.pipelines.algorithmic import run
 
     root = tmp_path_factory.mktemp("real_study")
     with initialize_config_module(config_module="configs", version_base="1.3"):
@@ -236,8 +236,8 @@ def real_study(tmp_path_factory):
 
 
 def test_the_study_reads_what_runs_write(real_study, tmp_path):
-    from benchmark.checkpoint import load_checkpoint
-    from benchmark.loop_regulariser import loop_similarity
+    from benchmark.infra.checkpoint import load_checkpoint
+    from benchmark.training.loop_regulariser import loop_similarity
 
     data = study.study([real_study], tmp_path)
     assert {r["model"]: r["kind"] for r in data["speed"]} == {"feedforward": "unshared", "recurrent": "recurrent",
@@ -267,7 +267,7 @@ def test_the_figure_draws_folded_depthwise_models_beside_recurrence_on_the_bigge
 
 
 def test_the_training_figure_draws_every_runs_probe_records(known_study, monkeypatch, tmp_path):
-    from benchmark import plot
+    from benchmark.analysis import plots as plot
 
     runs = study.read_study([known_study])
     frame = study.training_curves(runs)

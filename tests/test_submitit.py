@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.results import EvalResult
+from benchmark.infra.results import EvalResult
 
 from conftest import TINY, compose_config
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from benchmark.classify import run as classify
-from benchmark.config import ConfigError, check_run_settings
-from benchmark.run import run
+from benchmark.pipelines.classification import run as classify
+from benchmark.config.schema import ConfigError, check_run_settings
+from benchmark.pipelines.algorithmic import run
 
 from conftest import compose_config
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.config import ConfigError, check_run_settings
-from benchmark.run import apply_threads, job_threads, run
+from benchmark.config.schema import ConfigError, check_run_settings
+from benchmark.pipelines.algorithmic import apply_threads, job_threads, run
 
 from conftest import TINY, compose_config
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import TrainConfig
-from benchmark.evaluate import accuracy_per_iteration
-from benchmark.model import RecurrentConvNet
-from benchmark.train import (MetricsWindow, _Probe, curriculum_size, draw_progressive_split, fit, masked_cross_entropy,
+from benchmark.config.schema import TrainConfig
+from benchmark.evaluation.extrapolation import accuracy_per_iteration
+from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.training.trainer import (MetricsWindow, _Probe, curriculum_size, draw_progressive_split, fit, masked_cross_entropy,
                              progressive_loss, warmup_cosine)
-from benchmark.train_state import read_train_state
+from benchmark.training.state import read_train_state
 from tasks.maze import MazeTask
 from tasks.prefix_sums import PrefixSumsTask
 
@@ -43,7 +43,7 @@ def test_fit_draws_the_progressive_term_from_the_configured_least_count(monkeypa
         drawn.append(n + k)
         return n, k
 
-    monkeypatch.setattr("benchmark.train.draw_progressive_split", spy_draw)
+    monkeypatch.setattr("benchmark.training.trainer.draw_progressive_split", spy_draw)
     task = PrefixSumsTask()
     cfg = TrainConfig(epochs=3, batch_size=8, iters=6, alpha=0.5, detach_extra=0, warmup_steps=1, log_every=2,
                       progressive_min_iters=5)
@@ -89,8 +89,8 @@ def test_fit_trains_the_curriculum_on_cut_batches(monkeypatch):
         probed.append(self.inputs.shape[-1])
         return real_probe(self, model, iters)
 
-    monkeypatch.setattr("benchmark.train.progressive_loss", spy_loss)
-    monkeypatch.setattr("benchmark.train._Probe.accuracy", spy_probe)
+    monkeypatch.setattr("benchmark.training.trainer.progressive_loss", spy_loss)
+    monkeypatch.setattr("benchmark.training.trainer._Probe.accuracy", spy_probe)
     cfg = TrainConfig(epochs=2, batch_size=8, iters=3, warmup_steps=1, log_every=2, curriculum_steps=4, curriculum_start=4,
                       stop_at_acc=1.0, probe_size=8)
     records = fit(RecurrentConvNet(task.spec, width=4, templates=2), task, task.dataset(12, 32, seed=0), cfg,
@@ -105,7 +105,7 @@ def test_fit_trains_the_curriculum_on_cut_batches(monkeypatch):
 def test_the_target_stops_a_run_only_after_its_curriculum(monkeypatch, curriculum_steps, stops_at):
     """A probe at the target from the first record on: the run stops there, or with a length
     curriculum at the first record once every batch is at the training size."""
-    monkeypatch.setattr("benchmark.train._Probe.accuracy", lambda self, model, iters: 1.0)
+    monkeypatch.setattr("benchmark.training.trainer._Probe.accuracy", lambda self, model, iters: 1.0)
     task = PrefixSumsTask()
     cfg = TrainConfig(epochs=4, batch_size=8, iters=3, warmup_steps=1, log_every=2, curriculum_steps=curriculum_steps,
                       curriculum_start=4, stop_at_acc=0.99, ema_horizon=None)
@@ -160,7 +160,7 @@ RECORDED = {
 
 @pytest.mark.parametrize("case", list(RECORDED))
 def test_training_gives_the_weights_recorded_before_the_refactor(case):
-    from benchmark.loop_regulariser import loop_penalty
+    from benchmark.training.loop_regulariser import loop_penalty
 
     task = MazeTask() if case.startswith("maze") else PrefixSumsTask()
     alpha = {"maze alpha 0.5, detach_extra, regulariser": 0.5, "prefix sums alpha 1": 1.0, "prefix sums alpha 0": 0.0}[case]
@@ -265,7 +265,7 @@ def test_batches_gathered_by_index_on_the_device_are_the_data_loaders_batches(mo
     """fit keeps the training set on the device and gathers each batch by index; the batches, in
     order across epochs, are those a shuffling DataLoader over the samples draws from the same
     seed (alpha 0: no progressive draws between them, so the loader alone consumes the generator)."""
-    import benchmark.train as train_module
+    import benchmark.training.trainer as train_module
 
     task = PrefixSumsTask()
     data = task.dataset(6, 40, seed=0)
@@ -320,7 +320,7 @@ def test_ema_horizon_keeps_the_moving_average_of_the_trajectory():
 
 
 def test_the_ema_horizon_is_a_fraction_of_the_run():
-    from benchmark.train import ema_decay
+    from benchmark.training.trainer import ema_decay
 
     assert ema_decay(0.4, 2500) == pytest.approx(0.999)  # the maze default: 4 epochs of 625 steps
     assert 0.999 ** 2500 == pytest.approx(ema_decay(0.4, 2500) ** 2500) and ema_decay(0.4, 10) ** 10 < 0.1  # ~8% init share

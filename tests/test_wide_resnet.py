@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from baselines.wrn import UnsharedWideResNet
-from benchmark.bank import FoldedBank, TemplateBank, fold_bank, fold_model_banks
-from benchmark.config import ConfigError
-from benchmark.similarity import similarity_record
-from benchmark.wide_resnet import WideResNet
+from benchmark.models.bank import FoldedBank, TemplateBank, fold_bank, fold_model_banks
+from benchmark.config.schema import ConfigError
+from benchmark.analysis.similarity import similarity_record
+from benchmark.models.wide_resnet import WideResNet
 from tasks.base import TaskSpec
 
 CIFAR10 = TaskSpec(dims=2, in_channels=3, num_classes=10)

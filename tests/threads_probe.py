@@ -8,14 +8,14 @@ from pathlib import Path
 import torch
 from hydra.core.hydra_config import HydraConfig
 
-import benchmark.run
-from benchmark.fileio import write_json
+import benchmark.pipelines.algorithmic
+from tasks.fileio import write_json
 
 
 def record(cfg) -> None:
     if "PROBE_CORES" in os.environ:
         cores = int(os.environ["PROBE_CORES"])
-        benchmark.run.available_cores = lambda: cores
-    benchmark.run.main(cfg)
+        benchmark.pipelines.algorithmic.available_cores = lambda: cores
+    benchmark.pipelines.algorithmic.main(cfg)
     write_json(Path(cfg.results_dir) / f"threads-job{HydraConfig.get().job.num}.json",
                dict(threads=torch.get_num_threads(), threads_setting=cfg.threads))

@@ -1,0 +1,1 @@
+"""Analysis of what runs wrote: layer similarity, folding, reports, studies, parity, plots, animations."""

@@ -1,0 +1,1 @@
+"""Developer tools, apart from the library: speed benchmarks, generation timing, reference-code comparisons."""

@@ -1,0 +1,1 @@
+"""Infrastructure: checkpoints, typed results, precision, distributed training."""

@@ -1,0 +1,620 @@
+"""Typed results that cross modules, and the only place that knows their JSON key names.
+
+    eval.json   EvalResult: accuracy[size][iteration], its per-size summary, and (for a run's own
+                evaluation) RunInfo: what was trained, with which seed, how long it took; with
+                halting, SizeHalting per size: where each sample's prediction settled
+    fold.json   FoldResult: the folded model's EvalResult, the FoldReport of what ``fold`` did
+                and, per size, its accuracy before and after folding
+    lsm.json    SimilarityRecord: per template bank, its coefficients and layer similarity matrix
+
+and of a classification run (``benchmark.pipelines.classification``; its eval.json says ``"kind": "classification"``):
+
+    eval.json   ClassificationResult: top-1 accuracy per epoch, the final accuracy and error,
+                parameters (its own and the unshared network's), images/s, seconds
+    fold.json   BankFoldResult: per template bank, the BankFold of ``benchmark.models.bank.fold_bank``,
+                and the test accuracy before and after folding
+
+``read_eval`` reads a run's eval.json of either kind.
+
+Each type writes its file through ``tasks.fileio.write_json`` (atomic, strict JSON) and reads
+it back; ``read(path) .write(path)`` reproduces a file byte for byte. Sizes are ``int`` here and
+strings only in JSON (object keys must be strings). Derived figures (the summary, a fold's
+deltas, its loop count, a classification run's final accuracy and every error) are written for readers of the files but recomputed when read, so a file
+whose figures disagree with its own data is refused rather than trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.fileio import write_json
+
+
+class ResultFormatError(ValueError):
+    """A results file that is not in the format this module writes; its message is one sentence."""
+
+
+def _read_json(path: str | Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ResultFormatError(f"{path} is not valid JSON ({err}).") from err
+
+
+def _parse(path: str | Path, what: str, build: Any, data: Any = None) -> Any:
+    """``build(data)`` of the JSON at ``path`` (``data``: already read from it), with a missing key or
+    wrong shape named in one sentence."""
+    if data is None:
+        data = _read_json(path)
+    try:
+        return build(data)
+    except ResultFormatError as err:
+        raise ResultFormatError(f"{path}: {err}") from err
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ResultFormatError(f"{path} is not a {what} file this version can read ({type(err).__name__}: {err}).") from err
+
+# ---------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class SizeSummary:
+    """The headline figures of one test size's accuracy curve (iterations count from 1)."""
+
+    train_depth: int  # the training depth, capped at the iterations scored
+    at_train_depth: float
+    best_iter: int  # the first iteration reaching the best accuracy
+    best: float
+    final_iter: int
+    final: float
+
+    @classmethod
+    def of(cls, accuracy: Sequence[float], train_iters: int) -> SizeSummary:
+        """Summarise ``accuracy`` (after iterations 1..T) for a model trained with ``train_iters``."""
+        if not accuracy:
+            raise ValueError("an accuracy curve needs at least one iteration.")
+        best = max(range(len(accuracy)), key=lambda t: (accuracy[t], -t))  # ties: the earliest
+        depth = min(train_iters, len(accuracy))
+        return cls(train_depth=depth, at_train_depth=accuracy[depth - 1], best_iter=best + 1, best=accuracy[best],
+                   final_iter=len(accuracy), final=accuracy[-1])
+
+    @property
+    def drop(self) -> float:
+        """Overthinking: how far accuracy fell from its peak (``best``) by the last iteration scored
+        (``final``); 0 when the last iteration is at the peak. Not stored: always derived."""
+        return self.best - self.final
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of a run's phases."""
+
+    generation: float
+    train: float
+    eval: float
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's own eval.json says about the run beside its accuracy."""
+
+    task: str
+    model: str
+    parameters: int
+    seed: int
+    train_size: int
+    device: str
+    final_train_acc: float | None  # the last logged training accuracy (None: nothing logged)
+    seconds: Timing
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """An external dataset a run was re-scored on (``python -m benchmark.evaluate --data``)."""
+
+    file: str
+    sha256: str
+    samples: int
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """What a re-evaluation's file says beside its accuracy: the run's task and model, and the
+    external data it was scored on (None: the task's own generated test sets)."""
+
+    task: str
+    model: str
+    data: DataSource | None = None
+
+
+SETTLED_KINDS = {1: "fixed", 2: "2-cycle"}  # by period; a sample that never settled is "none"
+
+
+@dataclass(frozen=True)
+class SizeHalting:
+    """How each sample of one test set settled when evaluation halted it after ``halt_after`` = k
+    iterations of a settled prediction (``benchmark.evaluation.settling``), sample i at index i.
+
+    ``settled_at[i]``: the first iteration of the state sample i settled into (None: it never
+    settled within the iterations scored); ``kind[i]``: ``"fixed"`` (a fixed point), ``"2-cycle"``
+    or ``"none"``; ``correct[i]``: whether its answer at the last iteration scored is right (for
+    a fixed point its settled answer; for a 2-cycle the state of the two it is in at that
+    iteration), so the mean of ``correct`` is the accuracy at the last iteration.
+    """
+
+    settled_at: tuple[int | None, ...]
+    kind: tuple[str, ...]
+    correct: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.settled_at) == len(self.kind) == len(self.correct):
+            raise ValueError("settled_at, kind and correct must have one entry per sample.")
+        for at, kind in zip(self.settled_at, self.kind):
+            if kind not in (*SETTLED_KINDS.values(), "none") or (at is None) != (kind == "none") or (at is not None and at < 1):
+                raise ValueError(f"a sample settled at {at!r} with kind {kind!r}: a settled sample needs an iteration >= 1 "
+                                 f"and a kind of {sorted(SETTLED_KINDS.values())}, one that never settled None and 'none'.")
+
+    def iterations_run(self, halt_after: int, iterations: int) -> tuple[int, ...]:
+        """Per sample, the iterations evaluation ran: to where settling was confirmed (k repeats
+        after the first iteration of a fixed point, k alternations after a 2-cycle's first two
+        iterations), else all ``iterations``."""
+        extra = {"fixed": halt_after, "2-cycle": halt_after + 1}
+        return tuple(iterations if at is None else at + extra[kind] for at, kind in zip(self.settled_at, self.kind))
+
+    def to_json(self, halt_after: int, iterations: int) -> dict[str, Any]:
+        run = self.iterations_run(halt_after, iterations)
+        return dict(settled_at=list(self.settled_at), kind=list(self.kind), correct=list(self.correct),
+                    mean_iterations_run=sum(run) / len(run) if run else 0.0)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], halt_after: int, iterations: int) -> SizeHalting:
+        halting = cls(settled_at=tuple(data["settled_at"]), kind=tuple(data["kind"]), correct=tuple(data["correct"]))
+        if halting.to_json(halt_after, iterations) != dict(data):
+            raise ResultFormatError("its halting record has an unknown key or a mean_iterations_run that disagrees with its samples.")
+        if any(run > iterations for run in halting.iterations_run(halt_after, iterations)):
+            raise ResultFormatError(f"a sample of its halting record settled too late to be confirmed within {iterations} iterations.")
+        return halting
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Exact-match accuracy per test size after each test-time iteration 1..``iterations``.
+
+    ``accuracy[size][t - 1]`` is the accuracy after t iterations. ``run`` is set for a run's own
+    evaluation (eval.json) and None for re-evaluations and a folded model's result.
+
+    With halting (``halt_after`` = k > 0, ``benchmark.evaluate``), ``halting[size]`` says where
+    each sample settled; a sample stopped once settled is scored at every later iteration by the
+    state it would be in then, so ``accuracy`` keeps one figure per iteration. Without halting
+    (k = 0) neither is written and the file is what it always was.
+    """
+
+    iterations: int
+    train_iters: int
+    accuracy: Mapping[int, tuple[float, ...]]
+    run: RunInfo | None = None
+    reevaluation: Reevaluation | None = None
+    halt_after: int = 0
+    halting: Mapping[int, SizeHalting] | None = None
+
+    def __post_init__(self) -> None:
+        for size, curve in self.accuracy.items():
+            if len(curve) != self.iterations:
+                raise ValueError(f"size {size} has {len(curve)} accuracies for {self.iterations} iterations.")
+        if (self.halt_after > 0) != (self.halting is not None) or self.halt_after < 0:
+            raise ValueError(f"halt_after must be 0 without a halting record and positive with one, got {self.halt_after}.")
+        if self.halting is not None:
+            if set(self.halting) != set(self.accuracy):
+                raise ValueError("the halting record must cover exactly the sizes scored.")
+            for size, record in self.halting.items():
+                # Exact: both are (samples right) / (samples) in double precision.
+                if record.correct and sum(record.correct) / len(record.correct) != self.accuracy[size][-1]:
+                    raise ValueError(f"size {size}: the samples right at the last iteration of its halting record "
+                                     f"disagree with its accuracy there.")
+
+    @property
+    def sizes(self) -> list[int]:
+        return list(self.accuracy)
+
+    @property
+    def summary(self) -> dict[int, SizeSummary]:
+        return {size: SizeSummary.of(curve, self.train_iters) for size, curve in self.accuracy.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(
+            iterations=self.iterations,
+            train_iters=self.train_iters,
+            accuracy={str(size): list(curve) for size, curve in self.accuracy.items()},
+            summary={str(size): asdict(s) for size, s in self.summary.items()},
+        )
+        if self.run is not None:
+            data.update(asdict(self.run))
+        if self.reevaluation is not None:
+            data.update({k: v for k, v in asdict(self.reevaluation).items() if v is not None})
+        if self.halting is not None:
+            data.update(halt_after=self.halt_after, halting={
+                str(size): record.to_json(self.halt_after, self.iterations) for size, record in self.halting.items()})
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
+        run = reevaluation = None
+        if "seconds" in data:  # a run's own evaluation
+            run = RunInfo(**{k: data[k] for k in RunInfo.__dataclass_fields__ if k != "seconds"},
+                          seconds=Timing(**data["seconds"]))
+        elif "task" in data:  # a re-evaluation of a run's checkpoint
+            source = DataSource(**data["data"]) if "data" in data else None
+            reevaluation = Reevaluation(task=data["task"], model=data["model"], data=source)
+        halt_after, halting = data.get("halt_after", 0), None
+        if "halting" in data:
+            halting = {int(size): SizeHalting.from_json(record, halt_after, data["iterations"])
+                       for size, record in data["halting"].items()}
+        result = cls(iterations=data["iterations"], train_iters=data["train_iters"],
+                     accuracy={int(size): tuple(curve) for size, curve in data["accuracy"].items()}, run=run,
+                     reevaluation=reevaluation, halt_after=halt_after, halting=halting)
+        stored = {int(size): SizeSummary(**s) for size, s in data["summary"].items()}
+        if stored != result.summary:
+            raise ResultFormatError("its summary disagrees with its accuracy curves.")
+        return result
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalResult:
+        return _parse(path, "eval.json", cls.from_json)
+
+
+# ---------------------------------------------------------------------------- folding
+@dataclass(frozen=True)
+class FoldedLoop:
+    """One loop of a folded network: the trained iterations (block positions) it covers.
+
+    ``block_weights``: per slot (the block's 4 convs), the index of the distinct weight the loop
+    uses; ``block_scales``: per position, per slot, the scale of that weight. ``recall_weights``
+    and ``recall_scales``: per position, the same for its recall conv (empty without recall).
+    """
+
+    positions: list[int]
+    block_weights: list[int]
+    block_scales: list[list[float]]
+    recall_weights: list[int] = field(default_factory=list)
+    recall_scales: list[float] = field(default_factory=list)
+
+
+@dataclass
+class FoldReport:
+    """What ``benchmark.analysis.folding.fold`` did.
+
+    ``max_relative_error``: the largest ``||W - s W_rep|| / ||W||`` over every folded conv (0 up
+    to rounding when rows are parallel). Parameter counts are of the modules themselves (shared
+    tensors once, scales included).
+    """
+
+    threshold: float
+    positions: int
+    loops: list[FoldedLoop] = field(default_factory=list)
+    block_weights_before: int = 0
+    block_weights_after: int = 0
+    recall_weights_before: int = 0
+    recall_weights_after: int = 0
+    parameters_before: int = 0
+    parameters_after: int = 0
+    extendable: bool = False
+    max_relative_error: float = 0.0
+
+    @property
+    def num_loops(self) -> int:
+        return len(self.loops)
+
+    @property
+    def merged(self) -> bool:
+        """Whether any two convs now share a weight (if not, the fold computes the original)."""
+        return (self.block_weights_after, self.recall_weights_after) != (self.block_weights_before, self.recall_weights_before)
+
+    def to_json(self) -> dict[str, Any]:
+        # ``merged`` is left out: the reference fold.json files were written without it.
+        return dict(asdict(self), num_loops=self.num_loops)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FoldReport:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "loops"}
+        report = cls(**fields, loops=[FoldedLoop(**loop) for loop in data["loops"]])
+        if data["num_loops"] != report.num_loops or data.get("merged", report.merged) != report.merged:
+            raise ResultFormatError("its fold report's num_loops or merged disagrees with its loops and weight counts.")
+        return report
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The figures a fold is judged by, of one test size."""
+
+    at_train_depth: float
+    best: float
+    best_iter: int
+
+    @classmethod
+    def of(cls, summary: SizeSummary) -> Headline:
+        return cls(at_train_depth=summary.at_train_depth, best=summary.best, best_iter=summary.best_iter)
+
+
+@dataclass(frozen=True)
+class SizeComparison:
+    """One test size's headline figures before and after folding."""
+
+    before: Headline
+    after: Headline
+
+    @property
+    def delta_at_train_depth(self) -> float:
+        return self.after.at_train_depth - self.before.at_train_depth
+
+    @property
+    def delta_best(self) -> float:
+        return self.after.best - self.before.best
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(before=asdict(self.before), after=asdict(self.after),
+                    delta_at_train_depth=self.delta_at_train_depth, delta_best=self.delta_best)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SizeComparison:
+        comparison = cls(before=Headline(**data["before"]), after=Headline(**data["after"]))
+        if (data["delta_at_train_depth"], data["delta_best"]) != (comparison.delta_at_train_depth, comparison.delta_best):
+            raise ResultFormatError("its comparison's deltas disagree with its before and after figures.")
+        return comparison
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """A folded model's evaluation (on the original's test sets), what the fold did, and how it compares."""
+
+    evaluation: EvalResult
+    model: str
+    report: FoldReport
+    comparison: Mapping[int, SizeComparison]
+
+    @classmethod
+    def compare(cls, before: EvalResult, after: EvalResult, model: str, report: FoldReport) -> FoldResult:
+        """The result of folding a model scored ``before`` into one named ``model`` scored ``after``."""
+        b, a = before.summary, after.summary
+        comparison = {size: SizeComparison(Headline.of(b[size]), Headline.of(a[size])) for size in b if size in a}
+        return cls(evaluation=after, model=model, report=report, comparison=comparison)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.evaluation.to_json(), model=self.model, report=self.report.to_json(),
+                    comparison={str(size): c.to_json() for size, c in self.comparison.items()})
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FoldResult:
+        return cls(evaluation=EvalResult.from_json(data), model=data["model"], report=FoldReport.from_json(data["report"]),
+                   comparison={int(size): SizeComparison.from_json(c) for size, c in data["comparison"].items()})
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | Path) -> FoldResult:
+        return _parse(path, "fold.json", cls.from_json)
+
+
+# ---------------------------------------------------------------------------- layer similarity
+@dataclass(frozen=True)
+class BankSimilarity:
+    """One template bank's coefficients ``(L, k)`` and layer similarity matrix ``(L, L)``.
+
+    ``layers_per_position``: bank layers per block position (4 for a ``RecurrentConvNet``'s bank,
+    None when the bank has no position layout); plots draw a line between positions.
+    """
+
+    lsm: list[list[float]]
+    coefficients: list[list[float]]
+    learned: bool
+    layers_per_position: int | None = None
+
+
+@dataclass(frozen=True)
+class SimilarityRecord:
+    """Every template bank of a model by module path (``"bank"`` for a model's own bank)."""
+
+    banks: Mapping[str, BankSimilarity]
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: asdict(bank) for name, bank in self.banks.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SimilarityRecord:
+        return cls({name: BankSimilarity(**bank) for name, bank in data.items()})
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json(), indent=None)  # big matrices: one line, as always written
+
+    @classmethod
+    def read(cls, path: str | Path) -> SimilarityRecord:
+        return _parse(path, "lsm.json", cls.from_json)
+
+
+# ---------------------------------------------------------------------------- classification runs
+CLASSIFICATION = "classification"  # the ``kind`` of a classification run's eval.json
+
+
+@dataclass(frozen=True)
+class EpochScore:
+    """Top-1 accuracy (a fraction) on the test split after one epoch, and on the validation split
+    when the run carved one. The errors (1 - accuracy) are written for readers, recomputed on read."""
+
+    epoch: int
+    test_acc: float
+    val_acc: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(epoch=self.epoch)
+        if self.val_acc is not None:
+            data.update(val_acc=self.val_acc, val_error=1.0 - self.val_acc)
+        return dict(data, test_acc=self.test_acc, test_error=1.0 - self.test_acc)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EpochScore:
+        score = cls(epoch=data["epoch"], test_acc=data["test_acc"], val_acc=data.get("val_acc"))
+        if score.to_json() != dict(data):
+            raise ResultFormatError(f"epoch {score.epoch} of its curve has an unknown key or an error that is not 1 - its accuracy.")
+        return score
+
+
+@dataclass(frozen=True)
+class ClassificationTiming:
+    """Wall-clock seconds of a classification run: training, the analysis (LSM, folding), in all."""
+
+    train: float
+    analysis: float
+    total: float
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    """``eval.json`` of a classification run.
+
+    ``curve``: one ``EpochScore`` per epoch; the run's ``accuracy`` and ``error`` are its last
+    epoch's on the test split. ``unshared_parameters``: the unshared network of the same depth
+    and width on the same task (the baseline of the parameter saving), None for a model that
+    cannot say. ``images_per_s``: training images per second over all epochs.
+    """
+
+    task: str
+    model: str
+    seed: int
+    parameters: int
+    unshared_parameters: int | None
+    curve: tuple[EpochScore, ...]
+    images_per_s: float
+    seconds: ClassificationTiming
+    device: str
+
+    def __post_init__(self) -> None:
+        if not self.curve:
+            raise ValueError("a classification result needs the scores of at least one epoch.")
+
+    @property
+    def accuracy(self) -> float:
+        return self.curve[-1].test_acc
+
+    @property
+    def error(self) -> float:
+        return 1.0 - self.accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(task=self.task, model=self.model, seed=self.seed, parameters=self.parameters,
+                    unshared_parameters=self.unshared_parameters, accuracy=self.accuracy, error=self.error,
+                    curve=[score.to_json() for score in self.curve], images_per_s=self.images_per_s,
+                    seconds=asdict(self.seconds), device=self.device, kind=CLASSIFICATION)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClassificationResult:
+        if data.get("kind") != CLASSIFICATION:
+            raise ResultFormatError(f"its kind is {data.get('kind')!r}, not {CLASSIFICATION!r}.")
+        result = cls(task=data["task"], model=data["model"], seed=data["seed"], parameters=data["parameters"],
+                     unshared_parameters=data["unshared_parameters"],
+                     curve=tuple(EpochScore.from_json(score) for score in data["curve"]),
+                     images_per_s=data["images_per_s"], seconds=ClassificationTiming(**data["seconds"]), device=data["device"])
+        if (data["accuracy"], data["error"]) != (result.accuracy, result.error):
+            raise ResultFormatError("its accuracy or error disagrees with the last epoch of its curve.")
+        return result
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | Path) -> ClassificationResult:
+        return _parse(path, "classification eval.json", cls.from_json)
+
+
+def read_eval(path: str | Path) -> EvalResult | ClassificationResult:
+    """A run's eval.json of either kind: a classification run's (its ``kind`` says so) or a puzzle run's."""
+    data = _read_json(path)
+    if isinstance(data, dict) and data.get("kind") == CLASSIFICATION:
+        return _parse(path, "classification eval.json", ClassificationResult.from_json, data)
+    return _parse(path, "eval.json", EvalResult.from_json, data)
+
+
+def read_fold(path: str | Path) -> FoldResult | BankFoldResult:
+    """A run's fold.json of either kind: a classification run's (every bank folded: ``banks``) or a puzzle run's."""
+    data = _read_json(path)
+    if isinstance(data, dict) and "banks" in data:
+        return _parse(path, "classification fold.json", BankFoldResult.from_json, data)
+    return _parse(path, "fold.json", FoldResult.from_json, data)
+
+
+@dataclass
+class BankFold:
+    """What ``benchmark.models.bank.fold_bank`` did to one bank.
+
+    ``index[i]``: the distinct weight layer i uses; ``scales[i]`` its scale; ``max_relative_error``:
+    the largest ``||W_i - s_i W_rep|| / ||W_i||`` (0 up to rounding when grouped rows are parallel).
+    Parameter counts are of the bank before and of the folded bank after.
+    """
+
+    threshold: float
+    layers: int
+    distinct: int
+    index: list[int]
+    scales: list[float]
+    parameters_before: int
+    parameters_after: int
+    max_relative_error: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BankFold:
+        fold = cls(**data)
+        if not fold.layers == len(fold.index) == len(fold.scales) or fold.distinct != len(set(fold.index)):
+            raise ResultFormatError("a bank's layers or distinct count disagrees with its index and scales.")
+        return fold
+
+
+@dataclass(frozen=True)
+class BankFoldResult:
+    """``fold.json`` of a classification run: every learned bank folded at ``threshold`` (by module
+    path), the model's parameters and its test accuracy before and after. ``delta``: after minus
+    before (a fraction), written for readers, recomputed on read."""
+
+    threshold: float
+    banks: Mapping[str, BankFold]
+    parameters_before: int
+    parameters_after: int
+    accuracy_before: float
+    accuracy_after: float
+
+    @property
+    def delta(self) -> float:
+        return self.accuracy_after - self.accuracy_before
+
+    @property
+    def merged_layers(self) -> int:
+        """Bank layers that now share another layer's weight."""
+        return sum(bank.layers - bank.distinct for bank in self.banks.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(threshold=self.threshold, banks={name: asdict(bank) for name, bank in self.banks.items()},
+                    parameters_before=self.parameters_before, parameters_after=self.parameters_after,
+                    accuracy_before=self.accuracy_before, accuracy_after=self.accuracy_after, delta=self.delta)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BankFoldResult:
+        result = cls(threshold=data["threshold"], banks={name: BankFold.from_json(bank) for name, bank in data["banks"].items()},
+                     parameters_before=data["parameters_before"], parameters_after=data["parameters_after"],
+                     accuracy_before=data["accuracy_before"], accuracy_after=data["accuracy_after"])
+        if data["delta"] != result.delta:
+            raise ResultFormatError("its delta disagrees with its accuracy before and after folding.")
+        return result
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | Path) -> BankFoldResult:
+        return _parse(path, "classification fold.json", cls.from_json)
+
+
+__all__ = ["BankFold", "BankFoldResult", "BankSimilarity", "ClassificationResult", "ClassificationTiming", "EpochScore",
+           "EvalResult", "FoldReport", "FoldResult", "FoldedLoop", "Headline", "ResultFormatError", "RunInfo",
+           "SimilarityRecord", "SizeComparison", "SizeHalting", "SizeSummary", "Timing", "read_eval"]

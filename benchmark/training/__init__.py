@@ -1,0 +1,1 @@
+"""Training: the progressive loss, the step and the trainer, the loop regulariser, the training state."""

@@ -1,0 +1,183 @@
+"""What lets a run be interrupted and continued: the training-state file and the INCOMPLETE marker.
+
+``train_state.pt`` (format ``algoreason-train-state-1``) sits beside ``model.pt`` in a run
+directory. ``model.pt`` is the model checkpoint others load (``benchmark.infra.checkpoint``); the
+training state is what only ``resume=<run dir>`` reads, a dict of plain data and tensors::
+
+    format     "algoreason-train-state-1"
+    step       optimizer steps done (an int >= 0)
+    model      {parameter name: tensor}
+    optimizer  the optimizer's state_dict (tensors, numbers, lists, dicts)
+    scheduler  the scheduler's state_dict
+    rng        every random generator the training draws from, as tensors and ints:
+               "generator" (the loop's own torch.Generator: data order, progressive draws,
+               augmentation), "torch" (torch's global CPU generator: initialisation, dropout),
+               "cuda" (one state per CUDA device; absent without CUDA), "numpy", "python"
+    loop       where the loop stands: plain values and tensors the loop needs to continue
+               exactly (metrics records so far, the open metrics window, the generator's state
+               at the start of the epoch, seconds trained)
+
+It is written atomically (``tasks.fileio.atomic_path``) and read with
+``torch.load(weights_only=True)``: no pickled object, so reading it cannot run code; its keys and
+types are checked before anything uses it.
+
+``INCOMPLETE`` is a one-line marker file a run writes into its directory before it trains and
+removes when every result is written: a directory that still has it was interrupted, diverged or
+crashed, and ``python -m benchmark.report`` lists it instead of tabulating it.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.config.schema import ConfigError
+from tasks.fileio import atomic_path, write_text
+
+FORMAT = "algoreason-train-state-1"
+STATE_FILE = "train_state.pt"
+INCOMPLETE = "INCOMPLETE"
+FIELDS = ("format", "step", "model", "optimizer", "scheduler", "rng", "loop")
+_RNG_KEYS = {"generator", "torch", "cuda", "numpy", "python"}
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: ``run_dir`` holds the last training state (``step``: None when the
+    interrupt came before the first one was saved)."""
+
+    def __init__(self, run_dir: Path, step: int | None):
+        super().__init__(f"interrupted: {run_dir}")
+        self.run_dir, self.step = run_dir, step
+
+
+# ---------------------------------------------------------------------------- random generators
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The state of ``generator`` and of the global generators (torch CPU and CUDA, numpy, python)."""
+    np_state = np.random.get_state(legacy=True)  # ('MT19937', keys (624,) uint32, pos, has_gauss, gauss)
+    py_version, py_keys, py_gauss = random.getstate()
+    state = dict(
+        generator=generator.get_state(),
+        torch=torch.get_rng_state(),
+        numpy=dict(keys=torch.from_numpy(np_state[1].astype(np.int64)), pos=int(np_state[2]),
+                   has_gauss=int(np_state[3]), gauss=float(np_state[4])),
+        python=dict(version=py_version, keys=torch.tensor(py_keys, dtype=torch.int64), gauss=py_gauss),
+    )
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Set ``generator`` and the global generators to what ``rng_state`` saved."""
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
+                         np_state["gauss"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(k) for k in py["keys"].tolist()), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------- the file
+def save_train_state(path: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, generator: torch.Generator, loop: dict[str, Any]) -> None:
+    """Write the training state after ``step`` optimizer steps to ``path``, atomically."""
+    state = dict(format=FORMAT, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                 scheduler=scheduler.state_dict(), rng=rng_state(generator), loop=loop)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_train_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The validated training state at ``path``; ``ConfigError`` (one sentence) for anything else."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # empty, truncated, random bytes, pickled objects
+        raise ConfigError(f"cannot read the training state {path} ({type(err).__name__}); "
+                          f"delete it to restart that run's training from step 0.") from err
+    where = f"the training state {path}"
+    if not isinstance(state, dict) or state.get("format") != FORMAT or set(state) != set(FIELDS):
+        raise ConfigError(f"{where} is not a {FORMAT} file holding exactly the fields {list(FIELDS)}.")
+    step = state["step"]
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        raise ConfigError(f"{where} has no valid step count (got {step!r}).")
+    if not (isinstance(state["model"], dict)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items())):
+        raise ConfigError(f"{where}: its model entry must map parameter names to tensors.")
+    for key in ("optimizer", "scheduler", "loop", "rng"):
+        if not isinstance(state[key], dict):
+            raise ConfigError(f"{where}: its {key} entry must be a mapping.")
+    rng = state["rng"]
+    if not ({"generator", "torch", "numpy", "python"} <= set(rng) <= _RNG_KEYS
+            and isinstance(rng["generator"], torch.Tensor) and isinstance(rng["torch"], torch.Tensor)):
+        raise ConfigError(f"{where}: its rng entry must hold the generator states {sorted(_RNG_KEYS)}.")
+    return state
+
+
+# ---------------------------------------------------------------------------- resume=<run dir>
+# The settings that decide what a run computes: a resumed run must have them all as stored.
+# Left out: where things go (results_dir, run_id, cache_dir), how it shows (progress), the device
+# (a CPU can continue a GPU run), and train.checkpoint_every (it changes when states are saved,
+# not what is trained).
+RESUME_KEYS = ("pipeline", "task", "size", "model", "train", "eval", "seed")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def check_resume(cfg: DictConfig) -> Path | None:
+    """The run directory ``resume`` names (None without ``resume``), checked before anything is
+    written: an interrupted run (config.yaml and the INCOMPLETE marker present) whose stored
+    settings are those of ``cfg``; otherwise ``ConfigError`` with one sentence."""
+    if cfg.get("resume") is None:
+        return None
+    run_dir = Path(cfg.resume).expanduser()
+    stored_path = run_dir / "config.yaml"
+    if not stored_path.is_file():
+        raise ConfigError(f"resume={cfg.resume} is not a run directory (it has no config.yaml); give the directory "
+                          f"an interrupted run printed.")
+    if not is_incomplete(run_dir):
+        raise ConfigError(f"resume={cfg.resume} is a finished run (it has no {INCOMPLETE} marker); there is nothing to resume.")
+    try:
+        stored = OmegaConf.to_container(OmegaConf.load(stored_path), resolve=False)
+    except Exception as err:
+        raise ConfigError(f"cannot read {stored_path} ({type(err).__name__}); it must be the config.yaml a run wrote.") from err
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{stored_path} is not a run's config.yaml (it holds no mapping).")
+    stored.get("train", {}).pop("checkpoint_every", None)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    current["train"].pop("checkpoint_every", None)
+    old = _flat({k: stored.get(k) for k in RESUME_KEYS})
+    new = _flat({k: current.get(k) for k in RESUME_KEYS})
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key) != new.get(key):
+            raise ConfigError(f"resume={cfg.resume} was run with {key}={old.get(key)!r}, not {new.get(key)!r}; resume "
+                              f"with the options the run was started with (its config.yaml).")
+    return run_dir
+
+
+# ---------------------------------------------------------------------------- the marker
+def mark_incomplete(run_dir: Path, note: str) -> None:
+    write_text(run_dir / INCOMPLETE, note.rstrip() + "\n")
+
+
+def mark_complete(run_dir: Path) -> None:
+    (run_dir / INCOMPLETE).unlink(missing_ok=True)
+
+
+def is_incomplete(run_dir: Path) -> bool:
+    return (run_dir / INCOMPLETE).exists()
+
+
+__all__ = ["FORMAT", "INCOMPLETE", "STATE_FILE", "RunInterrupted", "check_resume", "is_incomplete", "mark_complete", "mark_incomplete",
+           "read_train_state", "restore_rng", "rng_state", "save_train_state"]
