@@ -63,8 +63,9 @@ def e2h_from_compact(a: np.ndarray) -> np.ndarray:
 def test_spec_and_options():
     assert MazeTask.name == "maze"
     assert (MazeTask.spec.dims, MazeTask.spec.in_channels, MazeTask.spec.num_classes) == (2, 3, 2)
-    assert asdict(MazeTask().options) == {"rendering": "compact"}
-    assert asdict(MazeTask("e2h").options) == {"rendering": "e2h"}
+    defaults = {"generator": "dfs", "percolation": 0.0, "start": "random", "goal": "random"}
+    assert asdict(MazeTask().options) == {"rendering": "compact", **defaults}
+    assert asdict(MazeTask("e2h").options) == {"rendering": "e2h", **defaults}
 
 
 def test_bad_rendering():
