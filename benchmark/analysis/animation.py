@@ -34,6 +34,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402  (pillow comes with matplotlib)
 
 from benchmark.config.schema import ConfigError, data_seeds, exit_on_user_error  # noqa: E402
+from benchmark.infra.rundir import RunDir  # noqa: E402
 from benchmark.evaluation.rescore import _Parser, load_run  # noqa: E402
 from tasks.fileio import atomic_path  # noqa: E402
 from benchmark.evaluation.settling import SettleDetector, Settling, settle_point  # noqa: E402,F401  (settle_point: re-exported)
@@ -235,7 +236,7 @@ def run(argv: list[str] | None = None) -> tuple[Path, Settling, int]:
     model, ckpt, cfg, device = load_run(args.run_dir, args.device)
     n_test = cfg.get("size", {}).get("n_test") if isinstance(cfg.get("size"), dict) else None
     if not isinstance(n_test, int) or isinstance(n_test, bool) or n_test < 1:
-        raise ConfigError(f"{args.run_dir / 'config.yaml'} has no size.n_test >= 1: give the directory of a finished run.")
+        raise ConfigError(f"{RunDir(args.run_dir).config} has no size.n_test >= 1: give the directory of a finished run.")
     task = ckpt.task
     try:
         task.check_size(args.size)

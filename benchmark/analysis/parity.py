@@ -29,6 +29,7 @@ import pandas as pd
 from tasks.fileio import write_text
 from benchmark.analysis.plots import save_figure
 from benchmark.infra.results import BankFoldResult, ClassificationResult, ResultFormatError, read_eval
+from benchmark.infra.rundir import RunDir
 
 TASK_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits"}  # the paper's columns, then digits
 
@@ -36,11 +37,11 @@ TASK_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits
 def gather(results_dir: str | Path) -> pd.DataFrame:
     """One row per classification run under ``results_dir``: task, model, seed, parameters, error, fold delta."""
     rows = []
-    for path in sorted(Path(results_dir).rglob("eval.json")):
+    for path in sorted(Path(results_dir).rglob(RunDir.EVAL)):
         result = read_eval(path)
         if not isinstance(result, ClassificationResult):  # a puzzle run
             continue
-        fold_path = path.with_name("fold.json")
+        fold_path = RunDir(path.parent).fold
         fold = BankFoldResult.read(fold_path) if fold_path.exists() else None
         rows.append(dict(task=result.task, model=result.model, seed=result.seed, parameters=result.parameters,
                          unshared_parameters=result.unshared_parameters, error=result.error,

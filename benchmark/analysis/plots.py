@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from tasks.fileio import atomic_path  # noqa: E402
-from benchmark.infra.results import ClassificationResult, EvalResult, FoldResult, SimilarityRecord, read_eval  # noqa: E402
+from benchmark.infra.results import ClassificationResult, EvalResult, FoldResult, SimilarityRecord  # noqa: E402
+from benchmark.infra.rundir import RunDir  # noqa: E402
 
 
 def extrapolation_frame(result: EvalResult) -> pd.DataFrame:
@@ -146,8 +146,8 @@ def plot_lsm(lsm: dict[str, np.ndarray], path: Path, group_size: dict | int | No
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """A run's metrics records (each checked by ``MetricsRecord``) as plain dicts, for data frames."""
+    return [record.to_json() for record in RunDir(run_dir).read_metrics()]
 
 
 def plot_similarity(record: SimilarityRecord, path: Path) -> Path:
@@ -158,10 +158,10 @@ def plot_similarity(record: SimilarityRecord, path: Path) -> Path:
 
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Draw every plot a run directory has the data for; returns the files written."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     written = []
-    eval_path = run_dir / "eval.json"
-    loaded = read_eval(eval_path) if eval_path.exists() else None
+    loaded = run.read_eval() if run.eval.exists() else None
     classification = isinstance(loaded, ClassificationResult)
     result = None if classification else loaded  # a puzzle run's accuracy per iteration
     if result is not None:
@@ -170,14 +170,12 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     if metrics:
         draw = plot_classification_training if classification else plot_training
         written.append(draw(metrics, run_dir / "training.png"))
-    lsm_path = run_dir / "lsm.json"
-    if lsm_path.exists():
-        record = SimilarityRecord.read(lsm_path)
+    record = run.read_lsm()
+    if record is not None:
         if record.banks:
             written.append(plot_similarity(record, run_dir / "lsm.png"))
-    fold_path = run_dir / "fold.json"
-    if fold_path.exists() and result is not None:
-        written.append(plot_extrapolation(result, run_dir / "extrapolation_folded.png", folding=FoldResult.read(fold_path)))
+    if run.fold.exists() and result is not None:
+        written.append(plot_extrapolation(result, run_dir / "extrapolation_folded.png", folding=FoldResult.read(run.fold)))
     return written
 
 
@@ -186,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dirs", nargs="+", type=Path)
     args = parser.parse_args(argv)
     for run_dir in args.run_dirs:
-        if not (run_dir / "eval.json").exists() and not (run_dir / "metrics.jsonl").exists():
+        if not RunDir(run_dir).eval.exists() and not RunDir(run_dir).metrics.exists():
             parser.error(f"{run_dir} is not a run directory (it has neither eval.json nor metrics.jsonl).")
         for path in plot_run(run_dir):
             print(path)

@@ -49,24 +49,23 @@ from benchmark.infra.results import (  # noqa: E402
     FoldResult,
     ResultFormatError,
     RunInfo,
-    read_eval,
 )
-from benchmark.training.state import INCOMPLETE  # noqa: E402
+from benchmark.infra.rundir import RunDir, finished_runs, incomplete_runs as incomplete_run_dirs  # noqa: E402
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
     """The finished run directories below ``folders``: eval.json written, no INCOMPLETE marker."""
-    return sorted({p.parent for folder in folders for p in Path(folder).rglob("eval.json")} - set(incomplete_runs(folders)))
+    return [run.path for run in finished_runs(folders)]
 
 
 def incomplete_runs(folders: list[Path]) -> list[Path]:
     """The run directories below ``folders`` that never finished (their INCOMPLETE marker is still there)."""
-    return sorted({p.parent for folder in folders for p in Path(folder).rglob(INCOMPLETE)})
+    return [run.path for run in incomplete_run_dirs(folders)]
 
 
 def is_classification_run(run_dir: Path) -> bool:
     """Whether ``run_dir``'s eval.json is a classification run's (else a puzzle run's; either is read in full)."""
-    return isinstance(read_eval(run_dir / "eval.json"), ClassificationResult)
+    return RunDir(run_dir).is_classification()
 
 
 def steps_to_accuracy(metrics: list[dict], threshold: float = 0.99) -> int | None:
@@ -76,16 +75,16 @@ def steps_to_accuracy(metrics: list[dict], threshold: float = 0.99) -> int | Non
 
 def read_run(run_dir: Path) -> tuple[EvalResult, RunInfo]:
     """A run directory's evaluation and the run information its eval.json must carry."""
-    result = EvalResult.read(run_dir / "eval.json")
+    result = EvalResult.read(RunDir(run_dir).eval)
     if result.run is None:
-        raise ResultFormatError(f"{run_dir / 'eval.json'} has no run information (task, model, seed): it is not a run's own eval.json.")
+        raise ResultFormatError(f"{RunDir(run_dir).eval} has no run information (task, model, seed): it is not a run's own eval.json.")
     return result, result.run
 
 
 def run_rows(run_dir: Path) -> list[dict]:
     """One row per test size of one run."""
     result, info = read_run(run_dir)
-    fold_path = run_dir / "fold.json"
+    fold_path = RunDir(run_dir).fold
     folding = FoldResult.read(fold_path) if fold_path.exists() else None
     folded = folding.evaluation.summary if folding else {}
     metrics = read_metrics(run_dir)
@@ -228,7 +227,7 @@ def report(folders: list[Path], out: Path) -> pd.DataFrame | None:
     summary = summarise(runs)
     write_atomic(out / "summary.csv", lambda handle: summary.to_csv(handle, index=False))
     write_text(out / "summary.md", markdown_table(summary) + "\n")
-    train_iters = EvalResult.read(run_dirs[0] / "eval.json").train_iters
+    train_iters = EvalResult.read(RunDir(run_dirs[0]).eval).train_iters
     plot_curves(curves_frame(run_dirs), out / "curves.png", train_iters)
     plot_accuracy_vs_size(budget_frame(run_dirs), out / "accuracy_vs_size.png")
     overthinking = overthinking_table(run_dirs)
@@ -240,11 +239,11 @@ def report(folders: list[Path], out: Path) -> pd.DataFrame | None:
 # ---------------------------------------------------------------------------- classification runs
 def classification_row(run_dir: Path) -> dict:
     """One classification run's row: its eval.json, and its fold.json when its banks were folded."""
-    result = ClassificationResult.read(run_dir / "eval.json")
+    result = ClassificationResult.read(RunDir(run_dir).eval)
     row = dict(run=str(run_dir), task=result.task, model=result.model, seed=result.seed, parameters=result.parameters,
                unshared_parameters=result.unshared_parameters, epochs=len(result.curve), accuracy=result.accuracy,
                error=result.error, images_per_s=result.images_per_s, train_seconds=result.seconds.train)
-    fold_path = run_dir / "fold.json"
+    fold_path = RunDir(run_dir).fold
     if fold_path.exists():
         fold = BankFoldResult.read(fold_path)
         row.update(folded_accuracy=fold.accuracy_after, fold_delta=fold.delta, folded_parameters=fold.parameters_after,
@@ -287,7 +286,7 @@ def plot_classification_curves(run_dirs: list[Path], path: Path) -> Path:
     """Top-1 test error against epochs, one line per model (band: min..max over seeds), one panel per task."""
     frame = pd.DataFrame([dict(task=result.task, model=result.model, seed=result.seed, epoch=score.epoch,
                                error=1.0 - score.test_acc)
-                          for result in (ClassificationResult.read(d / "eval.json") for d in run_dirs) for score in result.curve])
+                          for result in (ClassificationResult.read(RunDir(d).eval) for d in run_dirs) for score in result.curve])
     tasks = sorted(frame["task"].unique())
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):

@@ -51,6 +51,7 @@ from omegaconf import OmegaConf
 from benchmark.config.schema import ConfigError, exit_on_user_error, size_name
 from tasks.fileio import write_json, write_text
 from benchmark.analysis.plots import plot_study_extrapolation, plot_study_training, read_metrics
+from benchmark.infra.rundir import RunDir
 from benchmark.analysis.report import find_runs, incomplete_runs, is_classification_run, read_run
 from benchmark.infra.results import EvalResult, FoldResult, ResultFormatError, SimilarityRecord
 
@@ -115,16 +116,15 @@ def reached(metrics: list[dict], target: float) -> dict | None:
 def read_study_run(run_dir: Path) -> StudyRun:
     """A finished run directory's figures for the study (its config.yaml, metrics.jsonl, eval.json, fold.json, lsm.json)."""
     evaluation, info = read_run(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
+    run = RunDir(run_dir)
+    if not run.config.exists():
         raise ConfigError(f"{run_dir} has no config.yaml: the study needs each run's composed config.")
-    cfg = OmegaConf.load(config_path)  # plain data: read, never instantiated
+    cfg = OmegaConf.create(run.read_config())  # plain data: read, never instantiated
     metrics = read_metrics(run_dir)
     if not metrics:
         raise ConfigError(f"{run_dir} has no metrics.jsonl records: the study needs each run's training log.")
     target = cfg.train.stop_at_acc if cfg.train.get("stop_at_acc") is not None else 0.99
     hit = reached(metrics, target)
-    fold_path, lsm_path = run_dir / "fold.json", run_dir / "lsm.json"
     return StudyRun(
         run_dir=run_dir, task=info.task, model=info.model, seed=info.seed, kind=model_kind(cfg.model), depth=int(cfg.model.depth),
         width=int(cfg.model.width), parameters=info.parameters, loop_weight=float(cfg.train.get("loop_weight", 0.0)),
@@ -132,8 +132,7 @@ def read_study_run(run_dir: Path) -> StudyRun:
         reached_seconds=None if hit is None else hit["seconds"], steps=metrics[-1]["step"], seconds=metrics[-1]["seconds"],
         cap=int(cfg.train.epochs) * (int(cfg.size.n_train) // int(cfg.train.batch_size)),  # the loader drops the last partial batch
         final_probe_acc=metrics[-1].get("probe_acc"), evaluation=evaluation, size_setting=size_name(cfg.size),
-        fold=FoldResult.read(fold_path) if fold_path.exists() else None,
-        similarity=SimilarityRecord.read(lsm_path) if lsm_path.exists() else None)
+        fold=FoldResult.read(run.fold) if run.fold.exists() else None, similarity=run.read_lsm())
 
 
 def read_study(folders: list[Path]) -> list[StudyRun]:
@@ -581,8 +580,8 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
         first.setdefault((r.task, r.model), r)
     steppers = {}
     for key, r in first.items():
-        cfg = OmegaConf.load(r.run_dir / "config.yaml")
-        model, ckpt = load_checkpoint(r.run_dir / "model.pt", map_location="cpu")
+        cfg = OmegaConf.create(RunDir(r.run_dir).read_config())
+        model, ckpt = load_checkpoint(RunDir(r.run_dir).model, map_location="cpu")
         model.precision = cfg.get("precision", "fp32")
         train = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
         detach_extra = train.detach_extra if model.iteration_limit is None else 0  # as fit does

@@ -47,6 +47,7 @@ from torch import nn
 
 from benchmark.infra import precision
 from benchmark.infra.checkpoint import load_checkpoint
+from benchmark.infra.rundir import RunDir
 from benchmark.evaluation.extrapolation import accuracy_per_iteration, settle_and_score
 from tasks.fileio import write_json
 from benchmark.models.recurrent import RecurrentConvNet
@@ -518,7 +519,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         raise BenchError(f"--device must be cpu, or cuda / cuda:N where CUDA is present, got {args.device!r}.")
     if args.out is not None and (args.out.is_dir() or not args.out.absolute().parent.is_dir()):
         raise BenchError(f"--out must name a file in an existing directory, got {str(args.out)!r}.")
-    if args.checkpoint is not None and not (args.checkpoint / "model.pt").is_file():
+    if args.checkpoint is not None and not RunDir(args.checkpoint).model.is_file():
         raise BenchError(f"--checkpoint must be the directory of a finished run (holding model.pt), got {str(args.checkpoint)!r}.")
     return args
 
@@ -526,7 +527,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     try:
         args = parse(argv)
-        checkpoint = default_checkpoint() if args.checkpoint is None else args.checkpoint / "model.pt"
+        checkpoint = default_checkpoint() if args.checkpoint is None else RunDir(args.checkpoint).model
         if checkpoint is not None:
             trained_model(checkpoint, torch.device(args.device))  # a bad checkpoint is refused before anything runs
     except (BenchError, ConfigError) as err:

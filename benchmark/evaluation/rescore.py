@@ -38,7 +38,6 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-import yaml
 
 from benchmark.infra import precision
 from benchmark.models import registry
@@ -46,7 +45,8 @@ from benchmark.infra.checkpoint import Checkpoint, load_checkpoint
 from benchmark.config.schema import ConfigError, EvalConfig, data_seeds, exit_on_user_error
 from benchmark.evaluation.extrapolation import evaluate, format_halting, format_table
 from benchmark.analysis.folding import fold
-from benchmark.infra.results import DataSource, EvalResult, Reevaluation
+from benchmark.infra.results import DataSource, EvalResult, Reevaluation, ResultFormatError
+from benchmark.infra.rundir import RunDir
 from tasks.base import Task, TaskError
 
 
@@ -90,11 +90,11 @@ def _device(name: str) -> torch.device:
 
 def _run_config(run_dir: Path) -> dict:
     """The few plain fields of ``config.yaml`` this command needs: task target and options, seed, train.iters."""
-    path = run_dir / "config.yaml"
+    path = RunDir(run_dir).config
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read {path}: give the directory of a finished run ({type(err).__name__}).") from err
+        cfg = RunDir(run_dir).read_config()
+    except ResultFormatError as err:
+        raise ConfigError(str(err)) from err
     ok = (isinstance(cfg, dict) and isinstance(cfg.get("task"), dict) and isinstance(cfg.get("train"), dict)
           and all(isinstance(v, int) and not isinstance(v, bool) for v in (cfg.get("seed"), cfg["train"].get("iters"))))
     if not ok or cfg["seed"] < 0 or cfg["train"]["iters"] < 1:
@@ -108,8 +108,8 @@ def _check_same_task(ckpt: Checkpoint, cfg: dict, run_dir: Path) -> None:
     target = task_cfg.pop("_target_", None)
     name = registry.name_of_path("task", target)
     if (name, task_cfg) != (ckpt.task_name, ckpt.task_args):
-        raise ConfigError(f"{run_dir / 'model.pt'} was trained on task {ckpt.task_name} {ckpt.task_args} but "
-                          f"{run_dir / 'config.yaml'} names task {name} {task_cfg}: the checkpoint is not this run's.")
+        raise ConfigError(f"{RunDir(run_dir).model} was trained on task {ckpt.task_name} {ckpt.task_args} but "
+                          f"{RunDir(run_dir).config} names task {name} {task_cfg}: the checkpoint is not this run's.")
 
 
 def _size_of(task: Task, shape: tuple[int, ...]) -> int:
@@ -175,11 +175,11 @@ def load_run(run_dir: Path, device_name: str, precision_name: str | None = None)
     or with None in the precision the run recorded (fp32 for runs from before the option)."""
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a directory: give the directory of a finished run.")
-    if not (run_dir / "model.pt").is_file():
-        raise ConfigError(f"{run_dir} has no model.pt: give the directory of a finished run.")
+    if not RunDir(run_dir).model.is_file():
+        raise ConfigError(f"{run_dir} has no {RunDir.MODEL}: give the directory of a finished run.")
     device = _device(device_name)
     cfg = _run_config(run_dir)
-    model, ckpt = load_checkpoint(run_dir / "model.pt", map_location="cpu")
+    model, ckpt = load_checkpoint(RunDir(run_dir).model, map_location="cpu")
     _check_same_task(ckpt, cfg, run_dir)
     if precision_name is None:
         precision_name = cfg.get("precision", "fp32")

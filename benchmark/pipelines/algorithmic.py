@@ -30,15 +30,14 @@ from benchmark.infra import distributed, precision
 from benchmark.infra.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.config.schema import DEVICE_PATTERN, ConfigError, check_config, data_seeds, size_name
 from benchmark.evaluation.extrapolation import evaluate, format_table
-from tasks.fileio import write_text
 from benchmark.analysis.folding import fold
 from benchmark.training.loop_regulariser import training_regulariser
 from benchmark.models.recurrent import RecurrentConvNet
 from benchmark.infra.results import EvalResult, FoldResult, RunInfo, Timing
+from benchmark.infra.rundir import RunDir
 from benchmark.analysis.similarity import similarity_record
 from benchmark.training.trainer import NonFiniteLoss, fit
-from benchmark.training.state import (STATE_FILE, RunInterrupted, check_resume, mark_complete, mark_incomplete,
-                                   read_train_state)
+from benchmark.training.state import (RunInterrupted, check_resume, read_train_state)
 from tasks.base import Task, TaskError
 
 log = logging.getLogger(__name__)
@@ -240,12 +239,12 @@ def _run(cfg: DictConfig, device: torch.device) -> RunResult | None:
     state = None
     if resume_dir is not None:
         run_dir = resume_dir
-        if (run_dir / STATE_FILE).exists():  # killed before the first state: training starts again there
-            state = read_train_state(run_dir / STATE_FILE)
+        if RunDir(run_dir).state.exists():  # killed before the first state: training starts again there
+            state = read_train_state(RunDir(run_dir).state)
     elif distributed.is_main():  # rank 0 alone makes and writes the run directory
         run_dir = new_run_dir(cfg, task.name)
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        mark_incomplete(run_dir, INCOMPLETE_NOTE)
+        RunDir(run_dir).write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        RunDir(run_dir).mark_incomplete(INCOMPLETE_NOTE)
     run_dir = distributed.broadcast_object(run_dir if distributed.is_main() else None) if resume_dir is None else run_dir
     log.info("run directory: %s", run_dir)
     try:
@@ -255,7 +254,7 @@ def _run(cfg: DictConfig, device: torch.device) -> RunResult | None:
             raise
         raise RunInterrupted(run_dir, None) from err
     if result is not None:
-        mark_complete(run_dir)
+        RunDir(run_dir).mark_complete()
     return result
 
 
@@ -286,14 +285,14 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
     t0 = time.perf_counter()
     if state is not None and main:
         print(f"resuming {run_dir} from step {state['step']}", flush=True)
-    records = fit(model, task, train_data, cfg.train, device, metrics_path=run_dir / "metrics.jsonl", seed=cfg.seed,
-                  regulariser=regulariser, progress=cfg.progress, state_path=run_dir / STATE_FILE, resume=state,
+    records = fit(model, task, train_data, cfg.train, device, metrics_path=RunDir(run_dir).metrics, seed=cfg.seed,
+                  regulariser=regulariser, progress=cfg.progress, state_path=RunDir(run_dir).state, resume=state,
                   on_record=metrics_logger(cfg, run_dir, state["step"] if state is not None else None) if main else None,
                   size=cfg.size.train)
     train_s = time.perf_counter() - t0
     if not main:
         return None
-    save_checkpoint(model, cfg, run_dir / "model.pt")
+    save_checkpoint(model, cfg, RunDir(run_dir).model)
 
     def score(m: torch.nn.Module) -> EvalResult:
         return evaluate(m, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device, cfg.eval.halt_after)
@@ -306,7 +305,7 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
         final_train_acc=records[-1]["train_acc"] if records else None,
         seconds=Timing(generation=round(generation_s, 2), train=round(train_s, 2), eval=round(eval_s, 2)),
     ))
-    evaluation.write(run_dir / "eval.json")
+    RunDir(run_dir).write_eval(evaluation)
     print(format_table(evaluation, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.iters} iterations)"))
     folding = analyse_sharing(model, evaluation, score, cfg.eval.fold_threshold, run_dir)
 
@@ -325,7 +324,7 @@ def analyse_sharing(model: torch.nn.Module, before: EvalResult, score: Callable[
     (up to the run's ``eval.iters``, so the folded loops run past the training depth). Returns
     the fold's result, or None when the model has no learned bank to fold.
     """
-    similarity_record(model).write(run_dir / "lsm.json")
+    RunDir(run_dir).write_lsm(similarity_record(model))
     if not isinstance(model, RecurrentConvNet) or not model.bank.learns_coefficients:
         return None
     folded, report = fold(model, threshold)
@@ -339,7 +338,7 @@ def analyse_sharing(model: torch.nn.Module, before: EvalResult, score: Callable[
         print(format_table(after, title=f"folded into {report.num_loops} loop(s), "
                                         f"{report.block_weights_after} distinct block weights of {report.block_weights_before}"))
     result = FoldResult.compare(before, after, folded.name, report)
-    result.write(run_dir / "fold.json")
+    RunDir(run_dir).write_fold(result)
     return result
 
 

@@ -22,7 +22,6 @@ entry (user errors: one sentence, exit 2, nothing written). See docs/classificat
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -40,13 +39,12 @@ from benchmark.models.bank import fold_model_banks, no_decay_parameters
 from benchmark.infra.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.config.classification import check_classification_config, size_label
 from benchmark.config.schema import ConfigError, check_run_settings
-from tasks.fileio import write_text
+from benchmark.infra.rundir import RunDir
 from benchmark.infra.results import BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
 from benchmark.pipelines.algorithmic import (INCOMPLETE_NOTE, apply_threads, build_model, instantiate_user, metrics_logger, new_run_dir, pick_device,
                            resolve_precision, run_or_exit, seed_everything)
 from benchmark.training.trainer import FiniteGuard
-from benchmark.training.state import (STATE_FILE, RunInterrupted, check_resume, mark_complete, mark_incomplete,
-                                   read_train_state, restore_rng, save_train_state)
+from benchmark.training.state import (RunInterrupted, check_resume, read_train_state, restore_rng, save_train_state)
 from benchmark.analysis.similarity import similarity_record
 from tasks.images import ImageSplit, ImageTask
 
@@ -208,19 +206,19 @@ def run(cfg: DictConfig) -> ClassificationResult:
     state = None
     if resume_dir is not None:
         run_dir = resume_dir
-        if (run_dir / STATE_FILE).exists():  # killed before the first epoch ended: training starts again there
-            state = read_train_state(run_dir / STATE_FILE)
+        if (RunDir(run_dir).state).exists():  # killed before the first epoch ended: training starts again there
+            state = read_train_state(RunDir(run_dir).state)
     else:
         run_dir = new_run_dir(cfg, task.name, size_label(cfg.size))
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        mark_incomplete(run_dir, INCOMPLETE_NOTE)
+        RunDir(run_dir).write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        RunDir(run_dir).mark_incomplete(INCOMPLETE_NOTE)
     log.info("run directory: %s", run_dir)
     try:
         result = _train_and_score(cfg, task, model, splits, device, run_dir, state)
     except KeyboardInterrupt as err:
         # Ctrl-C stops at once; the state of the last finished epoch is what resume continues from.
-        raise RunInterrupted(run_dir, read_train_state(run_dir / STATE_FILE)["step"] if (run_dir / STATE_FILE).exists() else None) from err
-    mark_complete(run_dir)
+        raise RunInterrupted(run_dir, read_train_state(RunDir(run_dir).state)["step"] if (RunDir(run_dir).state).exists() else None) from err
+    RunDir(run_dir).mark_complete()
     return result
 
 
@@ -256,7 +254,7 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
     for epoch in range(done + 1, cfg.train.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         stats = clf.train_epoch(model, optimizer, data["train"], cfg.train.batch_size, generator, guard, step)
-        guard.check((step, run_dir / STATE_FILE) if epoch > 1 else None)  # one sync per epoch; step: before this one
+        guard.check((step, RunDir(run_dir).state) if epoch > 1 else None)  # one sync per epoch; step: before this one
         scheduler.step()
         step += stats["steps"]
         train_s += stats["seconds"]
@@ -269,15 +267,15 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
                 record.update({f"{name}_acc": acc, f"{name}_error": 1.0 - acc})
         record["seconds"] = time.perf_counter() - t_start
         records.append(record)
-        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+        RunDir(run_dir).write_metrics(records)
         if on_record is not None:
             on_record(record)
-        save_train_state(run_dir / STATE_FILE, step, model, optimizer, scheduler, generator,
+        save_train_state(RunDir(run_dir).state, step, model, optimizer, scheduler, generator,
                          loop=dict(epoch=epoch, records=records, train_s=train_s, trained_images=trained_images))
         if cfg.progress:
             print(f"epoch {epoch}/{cfg.train.epochs}: loss {stats['loss']:.4f}, test error {100 * record['test_error']:.2f}%, "
                   f"lr {lr:.3g}, {record['images_per_s']:.0f} images/s", flush=True)
-    save_checkpoint(model, cfg, run_dir / "model.pt")
+    save_checkpoint(model, cfg, RunDir(run_dir).model)
 
     t0 = time.perf_counter()
     curve = tuple(EpochScore(epoch=r["epoch"], test_acc=r["test_acc"], val_acc=r.get("val_acc")) for r in records)
@@ -289,7 +287,7 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
                                      total=round(time.perf_counter() - t_start, 2)),
         device=str(device),
     )
-    result.write(run_dir / "eval.json")
+    RunDir(run_dir).write_eval(result)
     from benchmark.analysis.plots import plot_classification_training  # imported late: matplotlib is slow to import
 
     plot_classification_training(records, run_dir / "training.png")
@@ -306,7 +304,7 @@ def analyse(model: nn.Module, clf: Classifier, test: DeviceSplit, cfg: DictConfi
             accuracy_before: float) -> BankFoldResult | None:
     """Write lsm.json and lsm.png (every bank), and fold.json when the model has learned banks."""
     lsm = similarity_record(model)
-    lsm.write(run_dir / "lsm.json")
+    RunDir(run_dir).write_lsm(lsm)
     if lsm.banks:
         from benchmark.analysis import plots as plot  # imported late: matplotlib is slow to import
 
@@ -320,7 +318,7 @@ def analyse(model: nn.Module, clf: Classifier, test: DeviceSplit, cfg: DictConfi
         parameters_after=sum(p.numel() for p in folded.parameters()),
         accuracy_before=accuracy_before, accuracy_after=clf.accuracy(folded, test, cfg.batch_size),
     )
-    fold.write(run_dir / "fold.json")
+    RunDir(run_dir).write_fold(fold)
     return fold
 
 

@@ -37,11 +37,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config.schema import ConfigError
-from tasks.fileio import atomic_path, write_text
+from benchmark.infra.results import ResultFormatError
+from benchmark.infra.rundir import RunDir
+from tasks.fileio import atomic_path
 
 FORMAT = "algoreason-train-state-1"
-STATE_FILE = "train_state.pt"
-INCOMPLETE = "INCOMPLETE"
+STATE_FILE = RunDir.STATE
+INCOMPLETE = RunDir.INCOMPLETE
 FIELDS = ("format", "step", "model", "optimizer", "scheduler", "rng", "loop")
 _RNG_KEYS = {"generator", "torch", "cuda", "numpy", "python"}
 
@@ -141,19 +143,17 @@ def check_resume(cfg: DictConfig) -> Path | None:
     settings are those of ``cfg``; otherwise ``ConfigError`` with one sentence."""
     if cfg.get("resume") is None:
         return None
-    run_dir = Path(cfg.resume).expanduser()
-    stored_path = run_dir / "config.yaml"
+    run = RunDir(Path(cfg.resume).expanduser())
+    run_dir, stored_path = run.path, run.config
     if not stored_path.is_file():
         raise ConfigError(f"resume={cfg.resume} is not a run directory (it has no config.yaml); give the directory "
                           f"an interrupted run printed.")
-    if not is_incomplete(run_dir):
+    if not run.is_incomplete():
         raise ConfigError(f"resume={cfg.resume} is a finished run (it has no {INCOMPLETE} marker); there is nothing to resume.")
     try:
-        stored = OmegaConf.to_container(OmegaConf.load(stored_path), resolve=False)
-    except Exception as err:
-        raise ConfigError(f"cannot read {stored_path} ({type(err).__name__}); it must be the config.yaml a run wrote.") from err
-    if not isinstance(stored, dict):
-        raise ConfigError(f"{stored_path} is not a run's config.yaml (it holds no mapping).")
+        stored = run.read_config()
+    except ResultFormatError as err:
+        raise ConfigError(str(err)) from err
     stored.get("train", {}).pop("checkpoint_every", None)
     current = OmegaConf.to_container(cfg, resolve=True)
     current["train"].pop("checkpoint_every", None)
@@ -168,15 +168,15 @@ def check_resume(cfg: DictConfig) -> Path | None:
 
 # ---------------------------------------------------------------------------- the marker
 def mark_incomplete(run_dir: Path, note: str) -> None:
-    write_text(run_dir / INCOMPLETE, note.rstrip() + "\n")
+    RunDir(run_dir).mark_incomplete(note)
 
 
 def mark_complete(run_dir: Path) -> None:
-    (run_dir / INCOMPLETE).unlink(missing_ok=True)
+    RunDir(run_dir).mark_complete()
 
 
 def is_incomplete(run_dir: Path) -> bool:
-    return (run_dir / INCOMPLETE).exists()
+    return RunDir(run_dir).is_incomplete()
 
 
 __all__ = ["FORMAT", "INCOMPLETE", "STATE_FILE", "RunInterrupted", "check_resume", "is_incomplete", "mark_complete", "mark_incomplete",
