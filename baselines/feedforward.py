@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from benchmark.models.contract import register_model
 from benchmark.models.recurrent import RecurrentConvNet
 from tasks.base import TaskSpec
 
 
+@register_model("feedforward")
 class FeedForwardNet(RecurrentConvNet):
     """``depth`` residual blocks, each with its own weights (recall included).
 
@@ -20,3 +22,10 @@ class FeedForwardNet(RecurrentConvNet):
                  recall_init: str = "default", block_scale: float | None = None):
         super().__init__(spec, name=name, width=width, depth=depth, templates=None, recall=recall, recall_init=recall_init,
                          block_scale=block_scale)
+
+    # The baseline of the depth-wise models: "unshared" at every depth (as the study has always counted it).
+    kind = property(lambda self: "unshared", doc='"unshared": every position its own weights.')
+
+    @classmethod
+    def config_kind(cls, node) -> str:
+        return "unshared"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from benchmark.models.contract import register_model
 from benchmark.models.wide_resnet import WideResNet
 from tasks.base import TaskSpec
 
 
+@register_model("wrn")
 class UnsharedWideResNet(WideResNet):
     """WRN-``depth``-``widen``: ``WideResNet`` with ``templates=None``.
 
@@ -15,3 +17,7 @@ class UnsharedWideResNet(WideResNet):
 
     def __init__(self, spec: TaskSpec, name: str = "wrn", depth: int = 28, widen: int = 10, dropout: float = 0.0):
         super().__init__(spec, name=name, depth=depth, widen=widen, templates=None, dropout=dropout)
+
+    @classmethod
+    def config_kind(cls, node) -> str:
+        return "unshared"  # its config has no templates key: every conv its own weight

@@ -7,7 +7,8 @@ it with the task's own verifier and ends the episode: reward 1.0 if correct else
 ``terminated=True``, ``info={"correct": bool}``. A solution outside ``action_space`` (wrong
 shape, non-integer dtype, out-of-range class) raises ``ValueError``; it is never scored 0.
 
-Importing this module registers the built-in environments (``import tasks.env``)::
+Importing this module registers the built-in environments (``import tasks.env``), each declared
+beside its class by ``tasks.registry.register_task``::
 
     algoreason/Maze-v0          tasks.maze.MazeTask              size 9   (rendering=...)
     algoreason/PrefixSums-v0    tasks.prefix_sums.PrefixSumsTask  size 32
@@ -16,7 +17,7 @@ Importing this module registers the built-in environments (``import tasks.env``)
 ``gymnasium.make("tasks.env:algoreason/Maze-v0")`` imports it for you. Keyword arguments to
 ``gymnasium.make`` override the size and pass task options through, e.g.
 ``gymnasium.make("algoreason/Maze-v0", size=15, rendering="e2h")``. Plugin packages register
-their own tasks with ``register_task_env``; ``TaskEnv`` can also be built directly from a Task
+their own tasks' environments with ``register_task_env`` (``tasks.registry``); ``TaskEnv`` can also be built directly from a Task
 instance, a Task class or an import path.
 """
 
@@ -30,8 +31,9 @@ import numpy as np
 import torch
 
 from tasks.base import Task
+from tasks.registry import ENTRY_POINT, import_builtins, register_task_env
 
-ENTRY_POINT = "tasks.env:TaskEnv"
+__all__ = ["ENTRY_POINT", "TaskEnv", "register_task_env", "resolve_task"]
 
 
 def resolve_task(task: Task | type[Task] | str, **task_options: Any) -> Task:
@@ -103,21 +105,6 @@ class TaskEnv(gymnasium.Env):
         return inputs.copy(), 1.0 if correct else 0.0, True, False, {"correct": correct}
 
 
-def register_task_env(env_id: str, task_target: str, default_size: int, **default_options: Any) -> None:
-    """Register ``env_id`` for ``gymnasium.make`` (a no-op if it is already registered).
-
-    ``task_target`` is the import path of a Task subclass (``"my_pkg.tasks.MyTask"``);
-    ``default_size`` and ``default_options`` can be overridden by ``gymnasium.make`` kwargs.
-    """
-    if env_id in gymnasium.registry:
-        return
-    gymnasium.register(
-        id=env_id,
-        entry_point=ENTRY_POINT,
-        kwargs={"task": task_target, "size": default_size, **default_options},
-    )
-
-
-register_task_env("algoreason/Maze-v0", "tasks.maze.MazeTask", 9)
-register_task_env("algoreason/PrefixSums-v0", "tasks.prefix_sums.PrefixSumsTask", 32)
-register_task_env("algoreason/ShortestPath-v0", "tasks.shortest_path.ShortestPathTask", 12)
+# Every task module's ``@register_task(..., env_id=...)`` registers its environment as it is
+# imported: import them all, so that importing this module registers every built-in environment.
+import_builtins()

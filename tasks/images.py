@@ -42,6 +42,7 @@ import torch
 
 from tasks.fileio import atomic_path
 from tasks.base import TaskError, TaskSpec
+from tasks.registry import register_task
 
 log = logging.getLogger(__name__)
 
@@ -420,12 +421,14 @@ class _Cifar(ImageTask):
         return splits[0], splits[1]
 
 
+@register_task("cifar10")
 class Cifar10Task(_Cifar):
     __doc__ = "CIFAR-10: 50,000 training and 10,000 test 32x32 colour images, 10 classes.\n\n" + (_Cifar.__doc__ or "")
     name = "cifar10"
     spec = TaskSpec(dims=2, in_channels=3, num_classes=10)
 
 
+@register_task("cifar100")
 class Cifar100Task(_Cifar):
     __doc__ = "CIFAR-100: as CIFAR-10 with 100 (fine) classes.\n\n" + (_Cifar.__doc__ or "")
     name = "cifar100"
@@ -433,6 +436,7 @@ class Cifar100Task(_Cifar):
 
 
 # ---------------------------------------------------------------------------- digits
+@register_task("digits")
 class DigitsTask(ImageTask):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 grey images, 10 classes).
 

@@ -14,8 +14,10 @@ import torch
 from gymnasium import spaces
 
 from tasks.base import Task, TaskError, TaskSpec, is_integer
+from tasks.registry import register_task
 
 
+@register_task("prefix_sums", env_id="algoreason/PrefixSums-v0", env_size=32)
 class PrefixSumsTask(Task):
     """Running parity of a random bit string (no options)."""
 

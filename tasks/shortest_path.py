@@ -48,6 +48,7 @@ import torch
 from gymnasium import spaces
 
 from tasks.base import Task, TaskError, TaskSpec, is_integer, is_number
+from tasks.registry import register_task
 
 _INF = 1 << 62
 _MAX_COST = 1_000_000  # costs stay exact through the float32 ``cost / cost_max`` channel
@@ -182,6 +183,7 @@ class ShortestPathOptions:
         object.__setattr__(self, "cost_max", int(self.cost_max))
 
 
+@register_task("shortest_path", env_id="algoreason/ShortestPath-v0", env_size=12)
 class ShortestPathTask(Task):
     """Mark every cell on some cheapest start-goal path of a weighted grid with obstacles.
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmark.models.recurrent import CONVS_PER_BLOCK, IteratedBlockNet, RecurrentConvNet
+from benchmark.models.contract import FoldableModel
+from benchmark.models.recurrent import CONVS_PER_BLOCK, IteratedBlockNet
 from benchmark.infra.results import FoldedLoop, FoldReport
 from benchmark.analysis.similarity import EPS, layer_similarity
 from tasks.base import TaskSpec
@@ -37,9 +38,10 @@ class FoldedNet(IteratedBlockNet):
     t runs position min(t, positions - 1): iterations past the trained depth are spent in the
     last loop with its last scales, just as the original reuses its last position.
 
-    The projection and head are copies of the original's modules. The interface is the one the
-    evaluator and the trainer use: ``forward``, ``iter_logits``, ``run``, ``initial_state``,
-    ``head``, ``check_iters``, ``iteration_limit``, ``name``, ``spec``.
+    The projection and head are copies of the original's modules. It satisfies
+    ``benchmark.models.contract.IterativeModel``, the interface the evaluator and the trainer use;
+    its kind is "recurrent" (each loop one block reused). It is built by ``fold``, never
+    registered: a checkpoint cannot name it.
     """
 
     def __init__(
@@ -74,6 +76,12 @@ class FoldedNet(IteratedBlockNet):
             self.recall_weights = nn.Parameter(recall_weights)  # (R, w, w + C, *kernel)
             self.recall_scales = nn.Parameter(recall_scales)  # (positions,)
             self.register_buffer("recall_index", recall_index.long())  # (positions,) into recall_weights
+
+    kind = property(lambda self: "recurrent", doc='"recurrent": every loop is one block reused.')
+
+    @classmethod
+    def config_kind(cls, node) -> str:
+        return "recurrent"
 
     @property
     def iteration_limit(self) -> int | None:
@@ -189,7 +197,7 @@ def share_recall_weights(recall: torch.Tensor, threshold: float) -> SharedWeight
     return SharedWeights(recall[reps].clone(), torch.tensor(groups, dtype=torch.long), scales, max(errors, default=0.0))
 
 
-def _build(model: RecurrentConvNet, loops: list[list[int]], block: SharedWeights, recall: SharedWeights | None,
+def _build(model: FoldableModel, loops: list[list[int]], block: SharedWeights, recall: SharedWeights | None,
            threshold: float) -> tuple[FoldedNet, FoldReport]:
     """The ``FoldedNet`` (on the model's device and dtype) and the ``FoldReport`` of a fold."""
     depth = model.depth
@@ -223,7 +231,7 @@ def _build(model: RecurrentConvNet, loops: list[list[int]], block: SharedWeights
 
 
 @torch.no_grad()
-def fold(model: RecurrentConvNet, threshold: float = 0.99) -> tuple[FoldedNet, FoldReport]:
+def fold(model: FoldableModel, threshold: float = 0.99) -> tuple[FoldedNet, FoldReport]:
     """Fold a trained ``RecurrentConvNet`` into a ``FoldedNet`` with explicit loops.
 
     Loops (``find_loops``). Consecutive positions p, p+1, ... form one loop when every one of
@@ -249,8 +257,9 @@ def fold(model: RecurrentConvNet, threshold: float = 0.99) -> tuple[FoldedNet, F
 
     Returns ``(folded, report)``; the folded network lives on the model's device and dtype.
     """
-    if not isinstance(model, RecurrentConvNet):
-        raise TypeError(f"fold needs a benchmark.models.recurrent.RecurrentConvNet, got {type(model).__name__}.")
+    if not isinstance(model, FoldableModel):
+        raise TypeError(f"fold needs a benchmark.models.contract.FoldableModel (the layout of "
+                        f"benchmark.models.recurrent.RecurrentConvNet), got {type(model).__name__}.")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"the fold threshold must lie in (0, 1], got {threshold}.")
     coefficients = model.bank.coefficients.detach().double()  # (4D, k)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from benchmark.models.bank import TemplateBank
-from benchmark.models.recurrent import RecurrentConvNet
+from benchmark.models.contract import FoldableModel
 from benchmark.infra.results import BankSimilarity, SimilarityRecord
 
 EPS = 1e-12  # guards the norm of an all-zero coefficient row
@@ -44,9 +44,10 @@ def find_banks(model: nn.Module) -> dict[str, TemplateBank]:
     return {name or "bank": module for name, module in model.named_modules() if isinstance(module, TemplateBank)}
 
 
-def bank_owners(model: nn.Module) -> dict[str, RecurrentConvNet]:
-    """The ``RecurrentConvNet`` each bank path of ``model`` belongs to (its position layout)."""
-    return {f"{name}.bank" if name else "bank": m for name, m in model.named_modules() if isinstance(m, RecurrentConvNet)}
+def bank_owners(model: nn.Module) -> dict[str, FoldableModel]:
+    """The model with ``RecurrentConvNet``'s position layout (``benchmark.models.contract.FoldableModel``)
+    each bank path of ``model`` belongs to."""
+    return {f"{name}.bank" if name else "bank": m for name, m in model.named_modules() if isinstance(m, FoldableModel)}
 
 
 def model_lsm(model: nn.Module) -> dict[str, np.ndarray]:

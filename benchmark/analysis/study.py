@@ -18,9 +18,13 @@ folder):
                  probe accuracy against training steps, every run a line, the target dashed:
                  how each model got to the target, or where it stalled below it
 
-A model's *kind* is read from its config, not its name: ``unshared`` (no ``templates`` key: the
-feed-forward baseline), ``recurrent`` (one block, ``templates`` null), ``in-block`` (one block
-mixed from k templates) or ``depth-wise`` (several block positions mixed from k templates).
+A model's *kind* is the one its class declares (``benchmark.models.contract``: ``config_kind`` of
+the class the config's ``_target_`` names, through ``benchmark.models.registry``; the config is
+read as data, never instantiated), not its name: ``unshared`` (every position its own weights:
+the feed-forward baseline), ``recurrent`` (one unshared block reused), ``in-block`` (a "shared"
+model of one block position, its convs mixed from k templates) or ``depth-wise`` (a "shared"
+model of several block positions). A config naming no registered class that declares a kind
+(a plugin not installed) is ``unknown``: listed, never compared.
 Comparisons are at equal depth and width: a depth-wise model against the unshared stack, an
 in-block shared model against hard recurrence.
 
@@ -48,16 +52,17 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from benchmark.config.schema import ConfigError, exit_on_user_error, size_name
+from benchmark.config.schema import BaselineModelConfig, ConfigError, ModelConfig, exit_on_user_error, size_name
 from tasks.fileio import write_json, write_text
 from benchmark.analysis.plots import plot_study_extrapolation, plot_study_training, read_metrics
 from benchmark.infra.rundir import RunDir
 from benchmark.analysis.report import find_runs, incomplete_runs, is_classification_run, read_run
 from benchmark.infra.results import EvalResult, FoldResult, ResultFormatError, SimilarityRecord
+from benchmark.models.registry import model_kind_of_config
 
 CAP_FACTOR = 5  # the issue's cap rule: a run that misses the target trained >= 5x the fastest family's median
 FOLD_GOAL_POINTS = 0.05  # the issue's goal for |accuracy change from folding| at the training size, in points
-KINDS = ("unshared", "recurrent", "in-block", "depth-wise")
+KINDS = ("unshared", "recurrent", "in-block", "depth-wise", "unknown")
 BASELINE_KIND = {"depth-wise": "unshared", "in-block": "recurrent"}  # what each shared kind is compared against
 
 
@@ -100,12 +105,15 @@ class StudyRun:
 
 
 def model_kind(model_node: Any) -> str:
-    """The kind of a run's ``model`` config node (see the module docstring)."""
-    if "templates" not in model_node:
-        return "unshared"
-    if model_node.depth > 1:
-        return "depth-wise" if model_node.templates is not None else "unshared"
-    return "recurrent" if model_node.templates is None else "in-block"
+    """The study's kind of a run's ``model`` config node (see the module docstring): the kind its
+    class declares, a "shared" one split by depth into ``in-block`` and ``depth-wise``."""
+    if "_target_" not in model_node:  # written by hand (every run's config.yaml has one): the schema's default target
+        schema = ModelConfig if "templates" in model_node else BaselineModelConfig
+        model_node = {**model_node, "_target_": schema._target_}
+    kind = model_kind_of_config(model_node)
+    if kind == "shared":
+        return "depth-wise" if int(model_node.get("depth", 1)) > 1 else "in-block"
+    return kind
 
 
 def reached(metrics: list[dict], target: float) -> dict | None:

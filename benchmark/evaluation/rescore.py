@@ -41,6 +41,7 @@ import torch
 
 from benchmark.infra import precision
 from benchmark.models import registry
+from benchmark.models.contract import FoldableModel, IterativeModel
 from benchmark.infra.checkpoint import Checkpoint, load_checkpoint
 from benchmark.config.schema import ConfigError, EvalConfig, data_seeds, exit_on_user_error
 from benchmark.evaluation.extrapolation import evaluate, format_halting, format_table
@@ -163,7 +164,7 @@ def _safe(text: str) -> str:
 def _precision_tag(model: torch.nn.Module, cfg: dict) -> str:
     """The file-name part for the precision: empty when it is the one the run trained in (fp32
     for runs from before the option), else ``_fp32`` or ``_bf16``."""
-    used = getattr(model, "precision", "fp32")
+    used = model.precision if isinstance(model, IterativeModel) else "fp32"
     return "" if used == cfg.get("precision", "fp32") else f"_{used}"
 
 
@@ -185,7 +186,7 @@ def load_run(run_dir: Path, device_name: str, precision_name: str | None = None)
         precision_name = cfg.get("precision", "fp32")
     if precision_name not in precision.PRECISIONS:
         raise ConfigError(f"the precision must be one of {', '.join(precision.PRECISIONS)}, got {precision_name!r}.")
-    if hasattr(model, "precision"):
+    if isinstance(model, IterativeModel):
         model.precision = precision.resolve(precision_name, device)
     return model, ckpt, cfg, device
 
@@ -234,7 +235,7 @@ def run(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"--histogram must name a .png file in an existing directory, got {args.histogram}.")
     model, ckpt, cfg, device = load_run(args.run_dir, args.device, args.precision)
     task = ckpt.task
-    if args.fold and not model.bank.learns_coefficients:  # as in the run (run.py): no learned bank, no fold
+    if args.fold and not (isinstance(model, FoldableModel) and model.bank.learns_coefficients):  # as in the run (run.py): no learned bank, no fold
         raise ConfigError(f"--fold needs a model whose template bank learns its mixing coefficients "
                           f"(shared, depth_k2, ...); {args.run_dir} holds model '{ckpt.model_args.get('name')}'.")
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.models.bank import TemplateBank
+from benchmark.models.contract import register_model
 from benchmark.infra.precision import autocast
 from tasks.base import TaskSpec
 
@@ -235,8 +236,12 @@ class CompiledFunction:
         return self.fn(*args)
 
 
+@register_model("recurrent_conv", former_paths=("benchmark.model.RecurrentConvNet",))
 class RecurrentConvNet(IteratedBlockNet):
     """A template-shared recurrent conv network (see the module docstring for the variants).
+
+    Satisfies ``benchmark.models.contract.FoldableModel``; its ``kind`` is "shared" with a learned
+    bank (``templates`` k), else "recurrent" at depth 1 and "unshared" past it.
 
     Args:
         spec: the task's spec (dimensionality, input channels, classes).
@@ -320,6 +325,20 @@ class RecurrentConvNet(IteratedBlockNet):
         """
         rms_row = self.bank.coefficients.detach().square().sum(1).mean().sqrt()
         self.bank.templates.mul_(scale / rms_row)
+
+    @property
+    def kind(self) -> str:
+        """"shared" (a bank with learned coefficients), "recurrent" (one unshared block) or "unshared"."""
+        return self._kind(self.bank.learns_coefficients, self.depth)
+
+    @classmethod
+    def config_kind(cls, node) -> str:
+        """The kind of the model a config node (``templates``, ``depth``) builds, without building it."""
+        return cls._kind(node.get("templates", 2) is not None, int(node.get("depth", 1)))
+
+    @staticmethod
+    def _kind(learned: bool, depth: int) -> str:
+        return "shared" if learned else "recurrent" if depth == 1 else "unshared"
 
     @property
     def iteration_limit(self) -> int | None:

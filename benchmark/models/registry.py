@@ -1,49 +1,53 @@
 """The allow-list of classes a checkpoint may name: the project's own models and tasks, and plugins.
 
 A checkpoint stores a model and a task as a short registered name plus plain keyword arguments;
-loading maps the name through this module, so a file can only ever pick among the classes listed
-here (or registered by an installed plugin), never name code of its own. The import paths below
-are this module's code, not data read from anywhere.
+loading maps the name through this module, so a file can only ever pick among the classes
+registered here (or by an installed plugin), never name code of its own.
 
-Adding a built-in class is one line in ``MODELS`` or ``TASKS``. An outside package registers its
-classes through Python entry points in its own ``pyproject.toml``::
+The project's classes register themselves with a decorator beside each class:
+``@register_model("recurrent_conv")`` (``benchmark.models.contract``) above a model class,
+``@register_task("maze", env_id=..., env_size=...)`` (``tasks.registry``) above a task class.
+Importing this module imports every module of ``benchmark.models``, ``baselines`` and ``tasks``,
+so ``MODELS`` and ``TASKS`` (name -> "module:Class") hold every built-in whatever was imported
+before; what the tables hold is decided by the project's code, not by data read from anywhere.
+
+An outside package registers its classes through Python entry points in its own ``pyproject.toml``::
 
     [project.entry-points."algoreason.tasks"]
     parity = "algoreason_parity:ParityTask"
 
-(``algoreason.models`` for models). Installing the package makes them loadable; nothing in this
-repository is edited.
+(``algoreason.models`` for models; docs/adding_a_model.md, docs/adding_a_task.md). Installing
+the package makes them loadable; nothing in this repository is edited.
 
-This is the one list of classes besides the configs' ``_target_``s, and it is kept on purpose:
+This is the one table of classes besides the configs' ``_target_``s, and it is kept on purpose:
 a config is the user's own input, a checkpoint is a file that may come from anyone.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from importlib.metadata import entry_points
 
 import torch
 
 from benchmark.config.schema import ConfigError
+from benchmark.models.contract import FORMER_PATHS, KINDS, MODELS, kind_of, missing_members
 from tasks.base import Task
 from tasks.images import ImageTask
+from tasks.registry import TASKS, import_builtins
 
-# Registered name -> "module:Class".
-MODELS = {
-    "recurrent_conv": "benchmark.models.recurrent:RecurrentConvNet",
-    "feedforward": "baselines.feedforward:FeedForwardNet",
-    "wide_resnet": "benchmark.models.wide_resnet:WideResNet",
-    "wrn": "baselines.wrn:UnsharedWideResNet",
-}
-TASKS = {
-    "maze": "tasks.maze:MazeTask",
-    "prefix_sums": "tasks.prefix_sums:PrefixSumsTask",
-    "shortest_path": "tasks.shortest_path:ShortestPathTask",
-    "cifar10": "tasks.images:Cifar10Task",
-    "cifar100": "tasks.images:Cifar100Task",
-    "digits": "tasks.images:DigitsTask",
-}
+
+def _import_builtin_models() -> None:
+    """Import every module of the model packages: their ``@register_model`` lines fill ``MODELS``."""
+    for package_name in ("benchmark.models", "baselines"):
+        package = importlib.import_module(package_name)
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package_name}.{module.name}")
+
+
+_import_builtin_models()
+import_builtins()
 
 # Entry-point groups through which installed plugins add to the two tables above.
 GROUPS = {"model": "algoreason.models", "task": "algoreason.tasks"}
@@ -70,6 +74,9 @@ def resolve(kind: str, name: str) -> type:
     cls = getattr(importlib.import_module(module), attr)
     if not (isinstance(cls, type) and issubclass(cls, _BASES[kind])):
         raise ConfigError(f"the {kind} registered as {name!r} ({table[name]}) is not a model or task class.")
+    if kind == "model" and missing_members(cls):
+        raise ConfigError(f"the model registered as {name!r} ({table[name]}) does not declare "
+                          f"{' and '.join(missing_members(cls))} (benchmark.models.contract.Model).")
     return cls
 
 
@@ -83,18 +90,38 @@ def name_of(kind: str, cls: type) -> str:
                 return name
         except (ImportError, AttributeError, ConfigError):  # another plugin's broken entry is not cls
             continue
-    raise ConfigError(f"{kind} class {cls.__module__}.{cls.__qualname__} is not registered: add it to "
-                      f"benchmark.models.registry or to the {GROUPS[kind]!r} entry-point group of its package.")
+    raise ConfigError(f"{kind} class {cls.__module__}.{cls.__qualname__} is not registered: decorate it with "
+                      f"{'@register_model' if kind == 'model' else '@register_task'} or add it to the {GROUPS[kind]!r} "
+                      f"entry-point group of its package.")
 
 
 def name_of_path(kind: str, path: str) -> str:
     """The registered name whose dotted import path is exactly ``path`` (a Hydra ``_target_``, as
-    written by the configs and by checkpoints of format 1); ``ConfigError`` for any other string."""
+    written by the configs and by checkpoints of format 1), or was before its module moved
+    (``register_model(former_paths=...)``); ``ConfigError`` for any other string."""
     for name, value in registered(kind).items():
         if isinstance(path, str) and path == value.replace(":", "."):
             return name
+    if kind == "model" and isinstance(path, str) and path in FORMER_PATHS:
+        return FORMER_PATHS[path]
     raise ConfigError(f"{kind} target {path!r} is not one of the registered {kind} classes "
                       f"{sorted(v.replace(':', '.') for v in registered(kind).values())}.")
 
 
-__all__ = ["GROUPS", "MODELS", "TASKS", "name_of", "name_of_path", "registered", "resolve"]
+def model_kind_of_config(node) -> str:
+    """The kind (``benchmark.models.contract.KINDS``) of the model a config node describes, read
+    as data: its ``_target_`` must name a registered model class (a former path counts), whose
+    ``config_kind`` answers; "unknown" for a node naming no registered class (a plugin not
+    installed, a removed class) or a class that declares no kind. Nothing is instantiated."""
+    try:
+        cls = resolve("model", name_of_path("model", node.get("_target_")))
+    except (ConfigError, ImportError, AttributeError):
+        return "unknown"
+    if missing_members(cls):
+        return "unknown"
+    kind = cls.config_kind(node)
+    return kind if kind in KINDS else "unknown"
+
+
+__all__ = ["GROUPS", "MODELS", "TASKS", "kind_of", "model_kind_of_config", "name_of", "name_of_path", "registered",
+           "resolve"]

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.models.bank import TemplateBank
+from benchmark.models.contract import register_model
 from benchmark.config.schema import ConfigError
 from tasks.base import TaskSpec
 
@@ -89,6 +90,7 @@ class Stage(nn.Module):
         return x
 
 
+@register_model("wide_resnet", former_paths=("benchmark.wide_resnet.WideResNet",))
 class WideResNet(nn.Module):
     """A pre-activation Wide ResNet WRN-``depth``-``widen``, its stages' repeated blocks mixed from banks.
 
@@ -136,6 +138,20 @@ class WideResNet(nn.Module):
             x = stage(x)
         x = F.relu(self.norm(x))  # (N, 64w, H/4, W/4)
         return self.classifier(x.mean(dim=(2, 3)))
+
+    @property
+    def kind(self) -> str:
+        """"shared" (the stages' repeated blocks mixed from banks of k templates) or "unshared" (``templates`` None)."""
+        return self._kind(self.templates, self.depth)
+
+    @classmethod
+    def config_kind(cls, node) -> str:
+        """The kind of the network a config node (``templates``, ``depth``) builds, without building it."""
+        return cls._kind(node.get("templates", 1), int(node.get("depth", 28)))
+
+    @staticmethod
+    def _kind(templates: int | None, depth: int) -> str:
+        return "unshared" if templates is None or blocks_per_stage(depth) < 2 else "shared"  # depth 10: no bank
 
     def unshared_parameter_count(self) -> int:
         """Parameters of the unshared WRN of the same depth, width and task (built on the meta device)."""
