@@ -193,7 +193,11 @@ class MazeOptions:
 
 
 class MazeTask(Task):
-    """Find the path through a perfect maze, at either of two renderings.
+    """Mark the shortest start-goal path(s) of a maze, at either of two renderings.
+
+    By default a perfect maze carved by depth-first search with a random start and goal;
+    ``generator``, ``percolation`` (loops), ``start`` and ``goal`` change how it is made (see the
+    module docstring and docs/maze_generators.md).
 
     ``rendering="compact"`` (the default) draws one pixel per unit: ``(n + 2, n + 2)``.
     ``rendering="e2h"`` reproduces the published easy-to-hard images: each unit as 2x2
