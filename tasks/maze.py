@@ -55,6 +55,7 @@ from gymnasium import spaces
 
 from tasks import maze_generators as mg
 from tasks.base import Task, TaskError, TaskSpec, is_integer, is_number
+from tasks.registry import register_task
 
 RENDERINGS = ("compact", "e2h")
 GENERATORS = tuple(mg.GENERATORS)
@@ -192,6 +193,7 @@ class MazeOptions:
         object.__setattr__(self, "percolation", float(self.percolation))
 
 
+@register_task("maze", env_id="algoreason/Maze-v0", env_size=9)
 class MazeTask(Task):
     """Mark the shortest start-goal path(s) of a maze, at either of two renderings.
 
