@@ -237,12 +237,14 @@ def fingerprint(generator: str, size: int = 31, n: int = 200, seed: int = 0) -> 
 
 
 # Measured at size 31 (16 x 16 cells), 200 mazes, seed 0 (docs/maze_generators.md): dfs 0.108 dead
-# ends, kruskal 0.302, wilson 0.291, prim 0.350, division 0.271. The bands do not overlap, so a
-# generator secretly replaced by another fails.
+# ends, kruskal 0.302, wilson 0.291, prim 0.350, division 0.271; over seeds 0..11 the dead-end
+# share varies by about 0.001 (sd) and the path share by about 0.004, so every band is at least
+# 4 sd wide on each side. The dead-end bands do not overlap: a generator secretly replaced by
+# another fails.
 DEAD_END_BANDS = {"dfs": (0.08, 0.15), "kruskal": (0.296, 0.315), "wilson": (0.283, 0.2955),
                   "prim": (0.335, 0.37), "division": (0.255, 0.282)}
 PATH_BANDS = {"dfs": (0.17, 0.30), "kruskal": (0.08, 0.12), "wilson": (0.08, 0.13),
-              "prim": (0.055, 0.085), "division": (0.09, 0.135)}
+              "prim": (0.055, 0.09), "division": (0.09, 0.135)}
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
