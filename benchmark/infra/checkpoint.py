@@ -17,6 +17,23 @@ Hydra ``_target_`` is plain data too, and instantiating it would run whatever it
 
 Checkpoints of format 1 stored Hydra configs; they still load when their ``_target_`` is exactly
 the import path of a registered class and every other field is plain.
+
+Bounded memory. A checkpoint's arguments decide how big a model is, so a crafted file of a few
+kilobytes could ask for terabytes (``depth=10**9``). Loading therefore allocates nothing that the
+file's own bytes do not pay for:
+
+- the file must be a regular file of at most ``MAX_CHECKPOINT_BYTES``, a zip archive (what
+  ``torch.save`` writes) whose members are all stored uncompressed (no zip bomb), read only then;
+- the stored tensors must be dense and together hold at most as many bytes as the file;
+- every integer model argument (width, depth, templates, ...) must lie within
+  ``MAX_MODEL_INT`` and within the number of stored weight elements (each unit of a size
+  argument adds at least one weight to every model here);
+- the model is first built on the ``meta`` device (shapes only, no memory; stopped once it makes
+  far more tensor elements or operations than the stored weights account for, ``_MetaBudget``)
+  and its parameter names, shapes and dtypes compared with the stored tensors'; only a model
+  whose every tensor the file holds is then built for real and loaded.
+
+Anything else is refused with one sentence (``ConfigError``), before a real allocation.
 """
 
 from __future__ import annotations
@@ -24,8 +41,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
+import stat
 import types
 import typing
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +64,10 @@ LEGACY_FORMAT = "algoreason-checkpoint-1"
 FIELDS = ("format", "model", "task", "spec", "state_dict")
 _SPEC_FIELDS = ("dims", "in_channels", "num_classes")
 _SCALARS = (type(None), bool, int, float, str)
+# Absolute caps on what a checkpoint may ask for (see the module docstring). The largest model of
+# the suite (a Wide ResNet 28-10 for CIFAR) is a file of about 150 MB with integer arguments <= 640.
+MAX_CHECKPOINT_BYTES = 4 * 2**30
+MAX_MODEL_INT = 2**20
 
 
 @dataclass(frozen=True)
@@ -161,8 +185,10 @@ def save_checkpoint(model: torch.nn.Module, cfg: DictConfig, path: Path) -> None
     """Weights plus the registered names and plain arguments of the model and task, written
     atomically (a full disk leaves the previous file, not a truncated one)."""
     ckpt = dict(checkpoint_fields(model, cfg), state_dict=model.state_dict())
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    # Through a file object: torch.save then names the archive's root folder "archive" rather than
+    # after the (random) temporary file, so identical runs write identical bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(ckpt, handle)
 
 
 # ---------------------------------------------------------------------------- load
@@ -175,7 +201,34 @@ def _legacy_entry(kind: str, node: Any, where: str) -> dict[str, Any]:
     return dict(name=registry.name_of_path(kind, node["_target_"]), args=args)
 
 
+def _check_file(path: Path) -> int:
+    """The size of the checkpoint file at ``path``, checked before a byte of it is loaded: a regular
+    file (not a pipe or a device) of at most ``MAX_CHECKPOINT_BYTES``, a zip archive whose members
+    are stored uncompressed, so that reading it takes no more memory than its size."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise ConfigError(f"cannot read checkpoint {path}: {err.strerror or type(err).__name__}.") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"checkpoint {path} is not a regular file; give the model.pt of a benchmark run.")
+    if info.st_size > MAX_CHECKPOINT_BYTES:
+        raise ConfigError(f"checkpoint {path} has {info.st_size} bytes, more than the {MAX_CHECKPOINT_BYTES} "
+                          f"a benchmark checkpoint may have.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise ConfigError(f"cannot read checkpoint {path}: it must be a model.pt written by a benchmark run "
+                          f"(not a zip archive).") from err
+    packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED or m.file_size != m.compress_size]
+    if packed or sum(m.file_size for m in members) > info.st_size:
+        raise ConfigError(f"checkpoint {path} holds compressed or oversized members ({packed[:3]}), which "
+                          f"torch.save never writes; it is refused.")
+    return info.st_size
+
+
 def _read(path: Path, map_location: str | torch.device) -> dict:
+    _check_file(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # empty, truncated, random bytes, pickled objects: all "not a checkpoint"
@@ -189,6 +242,77 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
         raise ConfigError(f"checkpoint {path} must hold exactly the fields {list(FIELDS)} "
                           f"(unknown: {unknown}, missing: {missing}).")
     return ckpt
+
+
+def _check_tensors(state: dict[str, torch.Tensor], file_bytes: int, where: str) -> None:
+    """Dense tensors that the file's bytes pay for (a stride-0 view of one stored number could
+    otherwise claim any size)."""
+    for name, tensor in state.items():
+        if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_nested:
+            raise ConfigError(f"{where}: tensor {name!r} is not a dense tensor ({tensor.layout}).")
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    if total > file_bytes:
+        raise ConfigError(f"{where}: its tensors claim {total} bytes, more than the file's {file_bytes}; it is damaged or crafted.")
+
+
+def _check_sizes(args: dict[str, Any], elements: int, where: str) -> None:
+    """Every integer model argument within ``MAX_MODEL_INT`` and the stored weights' element count."""
+    bound = min(MAX_MODEL_INT, max(elements, 1))
+    for key, value in args.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > bound:
+                raise ConfigError(f"{where}: model argument {key}={v} is out of bounds (at most {bound}: "
+                                  f"{MAX_MODEL_INT} and the {elements} weights the file stores).")
+
+
+class _OverBudget(Exception):
+    """The meta-device build of a checkpoint's model went past what the stored weights allow."""
+
+
+# In-place random initialisations: on the meta device they compute nothing, but still cost about a
+# millisecond each through PyTorch's reference implementations, so the shape-only build skips them.
+_RANDOM_INIT = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.bernoulli_, torch.Tensor.random_,
+                torch.Tensor.exponential_, torch.Tensor.geometric_, torch.Tensor.cauchy_, torch.Tensor.log_normal_}
+
+
+class _MetaBudget(torch.overrides.TorchFunctionMode):
+    """The shape-only build of a model, stopped (``_OverBudget``) once it has made tensors of more
+    elements, or more tensor operations, than a model of ``elements`` stored weights needs (with
+    ample slack for initialisation's temporaries). Without it a file of a few hundred weights
+    naming ``depth=40000`` would spend seconds and hundreds of megabytes building 40,000 empty
+    modules before the shapes could be compared."""
+
+    def __init__(self, elements: int):
+        super().__init__()
+        self.max_elements, self.max_calls = 16 * elements + 100_000, 16 * elements + 20_000
+        self.elements = self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        if self.calls > self.max_calls:
+            raise _OverBudget(f"{self.calls} tensor operations")
+        if func in _RANDOM_INIT:
+            return args[0]
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.elements += out.numel()
+            if self.elements > self.max_elements:
+                raise _OverBudget(f"{self.elements} elements")
+        return out
+
+
+def _check_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str, where: str) -> None:
+    """The stored tensors are exactly those of ``model`` (built on the meta device): names, shapes, dtypes."""
+    expected = model.state_dict()
+    missing, unknown = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unknown:
+        raise ConfigError(f"{where} has weights that do not fit the model it names ({name}): "
+                          f"missing {missing[:3]}, unexpected {unknown[:3]}.")
+    for key, tensor in expected.items():
+        stored = state[key]
+        if stored.shape != tensor.shape or stored.dtype != tensor.dtype:
+            raise ConfigError(f"{where} has weights that do not fit the model it names ({name}): {key} is "
+                              f"{tuple(stored.shape)} {stored.dtype}, the model's {tuple(tensor.shape)} {tensor.dtype}.")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Checkpoint, dict]:
@@ -210,10 +334,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     state = ckpt["state_dict"]
     if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise ConfigError(f"{where}: its state_dict must map parameter names to tensors.")
+    _check_tensors(state, path.stat().st_size, where)
     task, task_args = _build("task", task_entry["name"], task_entry["args"], where)
     if TaskSpec(**spec) != task.spec:
         raise ConfigError(f"{where}: its spec {spec} is not that of the task {task_entry['name']} ({task.spec}).")
     model_args = _check_args("model", registry.resolve("model", model_entry["name"]), model_entry["args"], where)
+    _check_sizes(model_args, sum(t.numel() for t in state.values()), where)
     return Checkpoint(model_entry["name"], model_args, task_entry["name"], task_args, task, task.spec), state
 
 
@@ -224,7 +350,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     refused with ``ConfigError`` before anything is constructed.
     """
     ckpt, state = read_checkpoint(path, map_location)
-    model, _ = _build("model", ckpt.model_name, ckpt.model_args, f"checkpoint {path}", spec=ckpt.spec)
+    where = f"checkpoint {path}"
+    elements = sum(t.numel() for t in state.values())
+    try:  # shapes only: the arguments are compared with the stored weights before anything real is allocated
+        with torch.device("meta"), _MetaBudget(elements):
+            shadow, _ = _build("model", ckpt.model_name, ckpt.model_args, where, spec=ckpt.spec)
+    except ConfigError:
+        raise
+    except _OverBudget as err:
+        raise ConfigError(f"{where}: its model arguments {ckpt.model_args} ask for a far bigger model than the "
+                          f"{elements} weights the file stores.") from err
+    except Exception as err:  # noqa: BLE001: a model that cannot be checked is not loaded
+        raise ConfigError(f"{where}: its model {ckpt.model_name} cannot be built from the stored arguments "
+                          f"({type(err).__name__}).") from err
+    _check_shapes(shadow, state, ckpt.model_name, where)
+    del shadow
+    model, _ = _build("model", ckpt.model_name, ckpt.model_args, where, spec=ckpt.spec)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -233,4 +374,4 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return model, ckpt
 
 
-__all__ = ["FORMAT", "Checkpoint", "checkpoint_fields", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "MAX_CHECKPOINT_BYTES", "MAX_MODEL_INT", "Checkpoint", "checkpoint_fields", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
