@@ -153,7 +153,71 @@ def test_unregistered_plugin_task_is_refused_before_training(make_cfg, tmp_path,
     from benchmark.pipelines.algorithmic import run
 
     monkeypatch.syspath_prepend(str(PLUGIN))
-    cfg = make_cfg("task=maze", "task._target_=algoreason_parity.ParityTask", "~task.rendering", "size=train8_test16")
+    cfg = make_cfg("task=prefix_sums", "task._target_=algoreason_parity.ParityTask", "size=train8_test16")  # no options to drop
     with pytest.raises(ConfigError, match="algoreason_parity.task.ParityTask is not registered.*algoreason.tasks"):
+        run(cfg)
+    assert not (tmp_path / "results").exists()
+
+
+# ---------------------------------------------------------------------------- a model from outside the repository
+def _report(tmp_path: Path, *folders: Path) -> subprocess.CompletedProcess:
+    path = [str(PLUGIN), str(tmp_path / "site")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", "benchmark.report", *map(str, folders)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+
+
+def test_plugin_model_trains_evaluates_folds_and_appears_in_the_report(tmp_path, monkeypatch):
+    """The plugin's ``model=coupled`` (algoreason_parity.CoupledNet, registered by its
+    ``algoreason.models`` entry point, its kind declared by the class) runs end to end."""
+    proc = _cli(tmp_path, "task=parity", "model=coupled", "size.train=8", "size.test=[12]", "run_id=c", *TINY, plugin=True)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "results" / "parity" / "train8_test12" / "coupled" / "c"
+    for name in ("config.yaml", "metrics.jsonl", "eval.json", "model.pt", "lsm.json", "fold.json"):
+        assert (run_dir / name).is_file(), name
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["model"]["_target_"] == "algoreason_parity.CoupledNet" and cfg["model"]["templates"] == 2
+    fold = json.loads((run_dir / "fold.json").read_text())
+    assert fold and set(json.loads((run_dir / "eval.json").read_text())["accuracy"]) == {"8", "12"}
+
+    report = _report(tmp_path, tmp_path / "results")
+    assert report.returncode == 0, report.stderr
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    assert "coupled" in summary
+
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    from benchmark.analysis.study import model_kind
+    from benchmark.models.contract import FoldableModel, kind_of
+
+    assert model_kind(cfg["model"]) == "in-block"  # declared "shared" by the class, one block position
+    model, ckpt = load_checkpoint(run_dir / "model.pt")
+    assert (ckpt.model_name, type(model).__name__, kind_of(model)) == ("coupled", "CoupledNet", "shared")
+    assert isinstance(model, FoldableModel)
+    x, _ = ckpt.task.generate(12, 4, seed=3)
+    assert model(torch.from_numpy(x), 5).shape == (4, 2, 12)
+    # Without the plugin the study does not guess: its kind is unknown, never "unshared".
+    shutil.rmtree(tmp_path / "site")
+    assert model_kind(cfg["model"]) == "unknown"
+    with pytest.raises(ConfigError, match="unknown (model class 'coupled'|task class 'parity')"):  # whichever is read first
+        load_checkpoint(run_dir / "model.pt")
+
+
+def test_plugin_model_without_a_declared_kind_is_refused_before_training(make_cfg, tmp_path, monkeypatch):
+    """A model class that does not declare its kind does not satisfy the contract: the run stops
+    before anything is written (here: the plugin's class with its declarations taken away)."""
+    from benchmark.pipelines.algorithmic import run
+
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    monkeypatch.syspath_prepend(str(_metadata(tmp_path / "site")))
+    import algoreason_parity
+
+    monkeypatch.delattr(algoreason_parity.CoupledNet, "kind")
+    monkeypatch.delattr(algoreason_parity.CoupledNet, "config_kind")
+    monkeypatch.delattr(algoreason_parity.model.RecurrentConvNet, "kind")
+    monkeypatch.delattr(algoreason_parity.model.RecurrentConvNet, "config_kind")
+    cfg = make_cfg("task=prefix_sums", "size=train8_test16", "model=shared", "model._target_=algoreason_parity.CoupledNet",
+                   "model.name=coupled")
+    with pytest.raises(ConfigError, match="does not declare kind and config_kind"):
         run(cfg)
     assert not (tmp_path / "results").exists()

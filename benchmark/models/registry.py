@@ -82,6 +82,9 @@ def resolve(kind: str, name: str) -> type:
 
 def name_of(kind: str, cls: type) -> str:
     """The registered name of ``cls``; ``ConfigError`` if it is not registered (so it could not be loaded)."""
+    if kind == "model" and missing_members(cls):
+        raise ConfigError(f"model class {cls.__module__}.{cls.__qualname__} does not declare "
+                          f"{' and '.join(missing_members(cls))} (benchmark.models.contract.Model): a model states its kind.")
     table = registered(kind)
     own = f"{cls.__module__}:{cls.__qualname__}"
     for name in sorted(table, key=lambda n: table[n] != own):  # the entry naming cls's own path first
