@@ -201,29 +201,28 @@ def _legacy_entry(kind: str, node: Any, where: str) -> dict[str, Any]:
     return dict(name=registry.name_of_path(kind, node["_target_"]), args=args)
 
 
-def _check_file(path: Path) -> int:
+def _check_file(path: Path, what: str = "checkpoint", hint: str = "give the model.pt of a benchmark run") -> int:
     """The size of the checkpoint file at ``path``, checked before a byte of it is loaded: a regular
     file (not a pipe or a device) of at most ``MAX_CHECKPOINT_BYTES``, a zip archive whose members
     are stored uncompressed, so that reading it takes no more memory than its size."""
     try:
         info = os.stat(path)
     except OSError as err:
-        raise ConfigError(f"cannot read checkpoint {path}: {err.strerror or type(err).__name__}.") from err
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or type(err).__name__}.") from err
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"checkpoint {path} is not a regular file; give the model.pt of a benchmark run.")
+        raise ConfigError(f"{what} {path} is not a regular file; {hint}.")
     if info.st_size > MAX_CHECKPOINT_BYTES:
-        raise ConfigError(f"checkpoint {path} has {info.st_size} bytes, more than the {MAX_CHECKPOINT_BYTES} "
-                          f"a benchmark checkpoint may have.")
+        raise ConfigError(f"{what} {path} has {info.st_size} bytes, more than the {MAX_CHECKPOINT_BYTES} "
+                          f"a benchmark {what} may have.")
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ConfigError(f"cannot read checkpoint {path}: it must be a model.pt written by a benchmark run "
-                          f"(not a zip archive).") from err
+        raise ConfigError(f"cannot read {what} {path} (not a zip archive); {hint}.") from err
     packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED or m.file_size != m.compress_size]
     if packed or sum(m.file_size for m in members) > info.st_size:
-        raise ConfigError(f"checkpoint {path} holds compressed or oversized members ({packed[:3]}), which "
-                          f"torch.save never writes; it is refused.")
+        raise ConfigError(f"{what} {path} holds compressed or oversized members ({packed[:3]}), which "
+                          f"torch.save never writes; {hint}.")
     return info.st_size
 
 

@@ -240,7 +240,9 @@ def _run(cfg: DictConfig, device: torch.device) -> RunResult | None:
     if resume_dir is not None:
         run_dir = resume_dir
         if RunDir(run_dir).state.exists():  # killed before the first state: training starts again there
-            state = read_train_state(RunDir(run_dir).state)
+            # The trainer's loader drops the last partial batch: epochs x (n_train // batch_size) steps in all.
+            total = cfg.train.epochs * (cfg.size.n_train // cfg.train.batch_size)
+            state = read_train_state(RunDir(run_dir).state, total_steps=total, model=model)
     elif distributed.is_main():  # rank 0 alone makes and writes the run directory
         run_dir = new_run_dir(cfg, task.name)
         RunDir(run_dir).write_config(OmegaConf.to_yaml(cfg, resolve=True))

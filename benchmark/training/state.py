@@ -93,12 +93,78 @@ def save_train_state(path: Path, step: int, model: torch.nn.Module, optimizer: t
     """Write the training state after ``step`` optimizer steps to ``path``, atomically."""
     state = dict(format=FORMAT, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
                  scheduler=scheduler.state_dict(), rng=rng_state(generator), loop=loop)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: identical runs, identical bytes
+        torch.save(state, handle)
 
 
-def read_train_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The validated training state at ``path``; ``ConfigError`` (one sentence) for anything else."""
+_LEAVES = (type(None), bool, int, float, str, torch.Tensor)
+MAX_STATE_NODES = 10_000_000  # values in the optimizer, scheduler and loop entries together
+
+
+def _check_tree(value: Any, where: str, key: str, budget: list[int], depth: int = 0) -> None:
+    """``value`` is plain data: None, bools, numbers, strings, tensors, and lists, tuples and dicts
+    of those (dict keys strings or ints), at most 32 levels deep; the walk is bounded by ``budget``."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 32:
+        raise ConfigError(f"{where}: its {key} entry is nested too deeply or holds too many values.")
+    if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided:
+            raise ConfigError(f"{where}: its {key} entry holds a {value.layout} tensor, not a dense one.")
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_tree(v, where, key, budget, depth + 1)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise ConfigError(f"{where}: its {key} entry has a key of type {type(k).__name__}, not a string or int.")
+            _check_tree(v, where, key, budget, depth + 1)
+    elif not isinstance(value, _LEAVES):
+        raise ConfigError(f"{where}: its {key} entry holds a {type(value).__name__}, which a training state never stores.")
+
+
+def _check_rng(rng: Any, where: str) -> None:
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def byte_state(v: Any) -> bool:
+        return isinstance(v, torch.Tensor) and v.dtype == torch.uint8 and v.dim() == 1 and v.layout == torch.strided
+
+    numpy, python = rng.get("numpy"), rng.get("python")
+    if not ({"generator", "torch", "numpy", "python"} <= set(rng) <= _RNG_KEYS
+            and byte_state(rng["generator"]) and byte_state(rng["torch"])
+            and (("cuda" not in rng) or (isinstance(rng["cuda"], (list, tuple)) and all(byte_state(c) for c in rng["cuda"])))
+            and isinstance(numpy, dict) and set(numpy) == {"keys", "pos", "has_gauss", "gauss"}
+            and isinstance(numpy["keys"], torch.Tensor) and tuple(numpy["keys"].shape) == (624,)
+            and is_int(numpy["pos"]) and 0 <= numpy["pos"] <= 624 and is_int(numpy["has_gauss"])
+            and isinstance(numpy["gauss"], float)
+            and isinstance(python, dict) and set(python) == {"version", "keys", "gauss"} and is_int(python["version"])
+            and isinstance(python["keys"], torch.Tensor) and tuple(python["keys"].shape) == (625,)
+            and (python["gauss"] is None or isinstance(python["gauss"], float))):
+        raise ConfigError(f"{where}: its rng entry must hold the generator states {sorted(_RNG_KEYS)} as saved.")
+
+
+def _check_optimizer(opt: dict, where: str) -> None:
+    groups, per_param = opt.get("param_groups"), opt.get("state")
+    if not (set(opt) == {"state", "param_groups"} and isinstance(per_param, dict) and isinstance(groups, list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+            and all(isinstance(v, dict) for v in per_param.values())):
+        raise ConfigError(f"{where}: its optimizer entry must be an optimizer's state_dict "
+                          f"(a 'state' mapping and a list of 'param_groups').")
+
+
+def read_train_state(path: Path, map_location: str | torch.device = "cpu", *, total_steps: int | None = None,
+                     model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """The validated training state at ``path``; ``ConfigError`` (one sentence) for anything else.
+
+    Read with the checkpoint's bounds (a regular file within ``MAX_CHECKPOINT_BYTES``, members
+    uncompressed, tensors paid for by the file's bytes), then checked whole: the step within
+    ``total_steps`` (the run's, when the caller knows it), the weights those of ``model`` (names,
+    shapes, dtypes, when given), the optimizer a state_dict, the random generators as saved, and
+    the scheduler and loop entries plain data.
+    """
+    from benchmark.infra.checkpoint import _check_file, _check_shapes, _check_tensors  # the one set of file bounds
+
+    _check_file(path, "the training state", "delete it to restart that run's training from step 0")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # empty, truncated, random bytes, pickled objects
@@ -110,17 +176,40 @@ def read_train_state(path: Path, map_location: str | torch.device = "cpu") -> di
     step = state["step"]
     if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
         raise ConfigError(f"{where} has no valid step count (got {step!r}).")
+    if total_steps is not None and step > total_steps:
+        raise ConfigError(f"{where} records step {step}, past the run's {total_steps} training steps; it belongs to "
+                          f"another run or is damaged (delete it to restart that run's training from step 0).")
     if not (isinstance(state["model"], dict)
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items())):
         raise ConfigError(f"{where}: its model entry must map parameter names to tensors.")
     for key in ("optimizer", "scheduler", "loop", "rng"):
         if not isinstance(state[key], dict):
             raise ConfigError(f"{where}: its {key} entry must be a mapping.")
-    rng = state["rng"]
-    if not ({"generator", "torch", "numpy", "python"} <= set(rng) <= _RNG_KEYS
-            and isinstance(rng["generator"], torch.Tensor) and isinstance(rng["torch"], torch.Tensor)):
-        raise ConfigError(f"{where}: its rng entry must hold the generator states {sorted(_RNG_KEYS)}.")
+    _check_rng(state["rng"], where)
+    _check_optimizer(state["optimizer"], where)
+    budget = [MAX_STATE_NODES]
+    for key in ("optimizer", "scheduler", "loop", "rng"):
+        _check_tree(state[key], where, key, budget)
+    every = []  # every tensor of the file: together no more bytes than the file has
+    _gather(state, every, [MAX_STATE_NODES])
+    _check_tensors({str(i): t for i, t in enumerate(every)}, Path(path).stat().st_size, where)
+    if model is not None:
+        _check_shapes(model, state["model"], type(model).__name__, where)
     return state
+
+
+def _gather(value: Any, out: list[torch.Tensor], budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _gather(v, out, budget)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _gather(v, out, budget)
 
 
 # ---------------------------------------------------------------------------- resume=<run dir>
