@@ -53,4 +53,58 @@ def write_json(path: str | Path, data: Any, indent: int | None = 1) -> None:
     write_text(path, json.dumps(data, indent=indent, allow_nan=False))
 
 
-__all__ = ["atomic_path", "write_atomic", "write_json", "write_text"]
+# What ``npz_arrays`` lets a ``.npz`` file given on the command line declare, at most: the file's own
+# size, and its arrays' bytes together as their headers declare them (an npz is a zip archive whose
+# members may be deflated: a 5 MB file can declare 5 GB).
+MAX_NPZ_FILE_BYTES = 2**30
+MAX_NPZ_ARRAY_BYTES = 2**30
+_NPZ_KINDS = "biuf"  # bool, signed and unsigned integers, floats: never objects, strings or records
+
+
+def npz_arrays(path: str | Path, max_file_bytes: int = MAX_NPZ_FILE_BYTES,
+               max_array_bytes: int = MAX_NPZ_ARRAY_BYTES) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """``{name: (shape, dtype)}`` of the arrays in the ``.npz`` at ``path``, read from their headers
+    alone (no array data), so that a file can be refused before it costs memory: ``ValueError``
+    with one sentence unless ``path`` is a regular file of at most ``max_file_bytes`` (not a pipe,
+    which would block, nor a device such as /dev/zero), a zip archive of ``.npy`` members in
+    format 1.0 or 2.0 holding plain numbers (``_NPZ_KINDS``), declaring at most
+    ``max_array_bytes`` in all."""
+    import stat
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable .npz file ({err.strerror or type(err).__name__}).") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a readable .npz file (not a regular file: a pipe, a device or a directory).")
+    if info.st_size > max_file_bytes:
+        raise ValueError(f"{path} has {info.st_size} bytes, more than the {max_file_bytes} a .npz file may have here.")
+    arrays, total = {}, 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                name = member.filename[:-4] if member.filename.endswith(".npy") else member.filename
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ValueError(f"array {name!r} is in .npy format {version}, not 1.0 or 2.0")
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(handle)
+                if dtype.kind not in _NPZ_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+                    raise ValueError(f"array {name!r} has dtype {dtype}, not a plain number type")
+                total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+                arrays[name] = (tuple(int(n) for n in shape), dtype)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a readable .npz file of plain number arrays ({err}).") from err
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as err:
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}).") from err
+    if total > max_array_bytes:
+        raise ValueError(f"{path} declares arrays of {total} bytes, more than the {max_array_bytes} a .npz file may hold here.")
+    return arrays
+
+
+__all__ = ["MAX_NPZ_ARRAY_BYTES", "MAX_NPZ_FILE_BYTES", "atomic_path", "npz_arrays", "write_atomic", "write_json", "write_text"]

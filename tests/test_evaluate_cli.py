@@ -373,3 +373,65 @@ def test_fold_refuses_a_model_without_a_learned_bank(tmp_path, capsys):
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed": SEED, "task": MAZE, "model": model_cfg, "train": {"iters": 2}}))
     err = _refused(capsys, tmp_path, str(run_dir), "--sizes", "5", "--iters", "2", "--n", "2", "--fold", "--device", "cpu")
     assert "--fold needs a model whose template bank learns its mixing coefficients" in err and "'feedforward'" in err
+
+
+# ---------------------------------------------------------------------------- bounded reading of --data
+def _bomb(path: Path, shape: tuple[int, ...] = (10**6, 3, 1000, 1000)) -> Path:
+    """A tiny .npz whose 'inputs' header declares ``shape`` float32s (12 TB for the default), with
+    hardly any data behind it: reading it as numpy does would try to allocate the declared size."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("inputs.npy", header.getvalue() + bytes(4096))
+        archive.writestr("targets.npy", header.getvalue() + bytes(4096))
+    return path
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("bomb", "more than the"),
+    ("fifo", "not a regular file"),
+    ("dev_zero", "not a regular file"),
+    ("directory", "not a regular file"),
+    ("unicode", "plain number"),
+    ("version", "format"),
+])
+def test_external_data_is_checked_before_it_is_read(maze_run, tmp_path, capsys, kind, message):
+    run_dir, _ = maze_run
+    data = tmp_path / "data.npz"
+    if kind == "bomb":
+        _bomb(data)
+    elif kind == "fifo":
+        os.mkfifo(data)  # opening it for reading would block until a writer came
+    elif kind == "dev_zero":
+        data = Path("/dev/zero")  # endless: reading it first would take all the memory
+    elif kind == "directory":
+        data.mkdir()
+    elif kind == "unicode":
+        np.savez(data, inputs=np.array(["a"] * 3), targets=np.zeros(3, dtype=np.int64))
+    else:
+        np.savez(data, inputs=np.zeros((1, 3, 9, 9), np.float32), targets=np.zeros((1, 9, 9), np.int64))
+        import zipfile
+        with zipfile.ZipFile(data) as src:
+            members = {m: src.read(m) for m in src.namelist()}
+        with zipfile.ZipFile(data, "w") as dst:
+            for name, raw in members.items():
+                dst.writestr(name, raw[:6] + b"\x09\x00" + raw[8:])  # an unknown .npy format version 9.0
+    assert message in _refused(capsys, tmp_path, str(run_dir), "--data", str(data))
+
+
+def test_a_data_bomb_is_refused_with_bounded_memory(maze_run, tmp_path):
+    """In a fresh interpreter, so the peak resident size measures this refusal alone."""
+    run_dir, _ = maze_run
+    data = _bomb(tmp_path / "bomb.npz", shape=(2000, 3, 500, 500))  # 6 GB declared, a few kB on disk
+    script = ("import resource, sys\nfrom benchmark.evaluation.extrapolation import main\n"
+              "start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+              "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(run_dir), "--data", str(data)], capture_output=True, text=True,
+                          cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)), timeout=300)
+    code, grown_kb = proc.stdout.split()[-2:]
+    assert code == "2" and "Traceback" not in proc.stderr and "more than the" in proc.stderr, proc.stderr
+    assert int(grown_kb) < 200 * 1024

@@ -49,6 +49,7 @@ from benchmark.analysis.folding import fold
 from benchmark.infra.results import DataSource, EvalResult, Reevaluation, ResultFormatError
 from benchmark.infra.rundir import RunDir
 from tasks.base import Task, TaskError
+from tasks.fileio import npz_arrays
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,7 +127,14 @@ def _size_of(task: Task, shape: tuple[int, ...]) -> int:
 
 
 def _external_data(task: Task, path: Path) -> tuple[int, torch.utils.data.TensorDataset, str]:
-    """``(size, dataset, sha256)`` of an external ``.npz`` file, checked against the task's format."""
+    """``(size, dataset, sha256)`` of an external ``.npz`` file, checked against the task's format.
+
+    Its file type, size and array headers are checked first (``tasks.fileio.npz_arrays``), so a
+    pipe, a device or a small file declaring huge arrays is refused before anything is read."""
+    try:
+        npz_arrays(path)
+    except ValueError as err:
+        raise ConfigError(f"--data {err}") from err
     try:
         raw = path.read_bytes()
         with np.load(path, allow_pickle=False) as f:
