@@ -78,9 +78,6 @@ def import_builtins() -> dict[str, str]:
     package = importlib.import_module("tasks")
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"tasks.{module.name}")
-    if "maze" not in TASKS:  # TRANSITIONAL: until tasks/maze.py carries its decorator line; then delete these 3 lines
-        from tasks.maze import MazeTask
-        register_task("maze", env_id="algoreason/Maze-v0", env_size=9)(MazeTask)
     return TASKS
 
 

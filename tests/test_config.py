@@ -78,7 +78,8 @@ def test_every_point_of_an_experiment_sweep_validates(experiment, tmp_path):
 def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     """``python -m benchmark task=maze size=train9_test15``: the values results/reference/main ran with."""
     cfg = OmegaConf.to_container(compose_config("task=maze", "size=train9_test15"), resolve=True)
-    assert cfg["task"] == {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
+    assert cfg["task"] == {"_target_": "tasks.maze.MazeTask", "rendering": "compact", "generator": "dfs", "percolation": 0.0,
+                           "start": "random", "goal": "random"}
     assert cfg["size"] == {"train": 9, "test": [15], "n_train": 40000, "n_test": 1000}
     assert cfg["model"] == {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
                             "templates": 2, "coefficient_init": "orthogonal", "recall": True, "compile": False}
@@ -187,7 +188,7 @@ REFUSALS = [
     ("model.name=../../..", "model.name must be a single directory name"),
     ("size.train=8", "maze size must be an odd integer >= 3"),
     ("task.rendering=fancy", "maze rendering must be 'compact' or 'e2h', got 'fancy'."),
-    ("+task.colour=red", "maze takes the options rendering, got 'colour'."),
+    ("+task.colour=red", "maze takes the options rendering, generator, percolation, start, goal, got 'colour'."),
     ("+variant=shared_k2", "the config has no key 'variant' (a removed option or a typo?)"),
 ]
 
@@ -313,7 +314,9 @@ def test_every_task_option_is_part_of_the_cache_key(task_name):
     for field in fields(task.Options):
         base = asdict(task.options)
         value = base[field.name]
-        changed = {str: lambda v: "e2h" if v == "compact" else "compact", float: lambda v: v / 2 if v else 0.1,
+        # Another accepted value of each text option (maze: rendering, generator, start, goal).
+        other_text = {"compact": "e2h", "e2h": "compact", "dfs": "wilson", "random": "dead_end", "dead_end": "random"}
+        changed = {str: other_text.get, float: lambda v: v / 2 if v else 0.1,
                    int: lambda v: v + 1, bool: lambda v: not v}[type(value)](value)
         if field.name == "cost_min":
             base["cost_max"] += 1  # room for cost_min + 1 (shortest_path_unit has cost_min == cost_max)
@@ -334,7 +337,8 @@ def test_every_task_config_lists_the_options_of_its_dataclass(task_name):
 
 @pytest.mark.parametrize(
     "task,scale",
-    [("maze", dict(task={"_target_": "tasks.maze.MazeTask", "rendering": "e2h"}, width=128, n_train=50000,
+    [("maze", dict(task={"_target_": "tasks.maze.MazeTask", "rendering": "e2h", "generator": "dfs", "percolation": 0.0,
+                                 "start": "random", "goal": "random"}, width=128, n_train=50000,
                    train=dict(iters=30, batch_size=128, lr=0.001, epochs=40, detach_extra=20))),
      ("prefix_sums", dict(task={"_target_": "tasks.prefix_sums.PrefixSumsTask"}, width=400, n_train=10000,
                           train=dict(iters=30, batch_size=100, lr=0.001, epochs=40, detach_extra=0)))],

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from benchmark.models.bank import ROUNDING, greedy_groups
 from benchmark.models.contract import FoldableModel
 from benchmark.models.recurrent import CONVS_PER_BLOCK, IteratedBlockNet
 from benchmark.infra.results import FoldedLoop, FoldReport
 from benchmark.analysis.similarity import EPS, layer_similarity
 from tasks.base import TaskSpec
 
-_ROUNDING = 1e-6  # |cos| of exactly parallel rows may round to just below 1
 
 
 class FoldedNet(IteratedBlockNet):
@@ -114,23 +114,8 @@ class SharedWeights:
 
 
 def _cluster(vectors: torch.Tensor, order: list[int], threshold: float, reps: list[int] | None = None) -> list[int]:
-    """Greedy grouping of rows of ``vectors`` (float64 ``(n, d)``) by |cos| >= threshold.
-
-    Visits ``order``; each row joins the first group whose representative (its first member) it
-    is parallel to, else starts a group. ``reps`` (the representatives so far) is extended in
-    place. Returns the group index of each visited row. Comparing with the representative, not
-    with the last member, keeps every member within acos(threshold) of it: no drift along a chain.
-    """
-    reps = [] if reps is None else reps
-    lsm = layer_similarity(vectors)
-    groups = []
-    for i in order:
-        group = next((g for g, r in enumerate(reps) if lsm[i, r] >= threshold - _ROUNDING), None)
-        if group is None:
-            reps.append(i)
-            group = len(reps) - 1
-        groups.append(group)
-    return groups
+    """Greedy grouping of rows of ``vectors`` (float64 ``(n, d)``) by |cos| >= threshold (``greedy_groups``)."""
+    return greedy_groups(layer_similarity(vectors), order, threshold, reps)
 
 
 def _scale(v: torch.Tensor, rep: torch.Tensor) -> float:
@@ -152,7 +137,7 @@ def find_loops(lsm: torch.Tensor, depth: int, threshold: float) -> list[list[int
     loops, start = [], 0
     while start < depth:
         end = start + 1
-        while end < depth and all(lsm[slots * end + c, slots * start + c] >= threshold - _ROUNDING for c in range(slots)):
+        while end < depth and all(lsm[slots * end + c, slots * start + c] >= threshold - ROUNDING for c in range(slots)):
             end += 1
         loops.append(list(range(start, end)))
         start = end

@@ -14,6 +14,7 @@ weight per group of parallel layers and a scale per layer.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -117,17 +118,35 @@ class FoldedBank(nn.Module):
         return f"layers={self.num_layers}, distinct={len(self.distinct)}, shape={self.shape}"
 
 
-_ROUNDING = 1e-6  # |cos| of exactly parallel rows may round to just below 1
+ROUNDING = 1e-6  # |cos| of exactly parallel rows may round to just below 1
+
+
+def greedy_groups(lsm: torch.Tensor, order: Iterable[int], threshold: float, reps: list[int] | None = None) -> list[int]:
+    """Greedy grouping by a similarity matrix ``lsm`` (|cos| between rows): the one rule that
+    folding a bank and folding a network's loops share.
+
+    Visits ``order``; each row joins the first group whose representative (its first member) it
+    is parallel to (``lsm >= threshold``), else starts a group. ``reps`` (the representatives so
+    far) is extended in place. Returns the group index of each visited row. Comparing with the
+    representative, not the last member, keeps every member within acos(threshold) of it: no
+    drift along a chain.
+    """
+    reps = [] if reps is None else reps
+    groups = []
+    for i in order:
+        group = next((g for g, r in enumerate(reps) if lsm[i, r] >= threshold - ROUNDING), None)
+        if group is None:
+            reps.append(i)
+            group = len(reps) - 1
+        groups.append(group)
+    return groups
 
 
 @torch.no_grad()
 def fold_bank(bank: TemplateBank, threshold: float = 0.99) -> tuple[FoldedBank, BankFold]:
     """Group the layers of ``bank`` whose coefficient rows are parallel; keep one weight per group.
 
-    Greedy, in layer order: each layer joins the first group whose first member's row it is
-    parallel to (``LSM >= threshold``), else starts a group. Comparing with the first member,
-    not the last, keeps every member within acos(threshold) of it (no drift along a chain).
-    Member i becomes ``s_i * W_rep`` with ``s_i = <a_i, a_rep> / ||a_rep||^2``, exact when the
+    Greedy, in layer order (``greedy_groups``). Member i becomes ``s_i * W_rep`` with ``s_i = <a_i, a_rep> / ||a_rep||^2``, exact when the
     rows are parallel (either sign). Returns the ``FoldedBank`` (on the bank's device and dtype)
     and its ``BankFold`` report.
     """
@@ -138,13 +157,7 @@ def fold_bank(bank: TemplateBank, threshold: float = 0.99) -> tuple[FoldedBank, 
     a = bank.coefficients.detach().double()  # (L, k)
     lsm = layer_similarity(a)
     reps: list[int] = []
-    index = []
-    for i in range(len(a)):
-        group = next((g for g, r in enumerate(reps) if lsm[i, r] >= threshold - _ROUNDING), None)
-        if group is None:
-            reps.append(i)
-            group = len(reps) - 1
-        index.append(group)
+    index = greedy_groups(lsm, range(len(a)), threshold, reps)
     rep_rows = a[[reps[g] for g in index]]  # (L, k): each layer's representative row
     scales = (a * rep_rows).sum(1) / rep_rows.square().sum(1).clamp_min(1e-300)  # (L,)
     mixed = bank.weights().detach()  # (L, *shape)
