@@ -307,7 +307,12 @@ def test_step_costs_time_each_models_own_training_step_side_by_side(real_study, 
     calls = []
     real = study.time.perf_counter
     monkeypatch.setattr(study.time, "perf_counter", lambda: calls.append(1) or real())
+    import benchmark.training.step as step_module
+
+    stepped, real_step = [], step_module.train_step
+    monkeypatch.setattr(step_module, "train_step", lambda *a, **k: stepped.append(1) or real_step(*a, **k))
     costs = study.step_costs(runs, steps=2, repeats=3)
+    assert len(stepped) == 4 * (1 + 2 * 3)  # each model: a warm-up step, then 2 steps in each of 3 rounds: the one step
     assert sorted(costs["model"]) == ["depth_k2", "depth_k2_loopreg", "feedforward", "recurrent"]
     assert len(calls) == 2 * 3 * 4  # a start and an end per measurement: 3 rounds of 4 models
     for row in costs.itertuples():

@@ -43,7 +43,7 @@ def test_fit_draws_the_progressive_term_from_the_configured_least_count(monkeypa
         drawn.append(n + k)
         return n, k
 
-    monkeypatch.setattr("benchmark.training.trainer.draw_progressive_split", spy_draw)
+    monkeypatch.setattr("benchmark.training.losses.draw_progressive_split", spy_draw)
     task = PrefixSumsTask()
     cfg = TrainConfig(epochs=3, batch_size=8, iters=6, alpha=0.5, detach_extra=0, warmup_steps=1, log_every=2,
                       progressive_min_iters=5)

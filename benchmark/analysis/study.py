@@ -569,7 +569,7 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
 
     The runs' own wall seconds are only comparable when the machine was quiet; a study whose jobs
     shared the cores with other work is timed again here: for the first run of each model, its
-    own training step (``benchmark.training.trainer.progressive_loss`` with the run's alpha, iterations,
+    own training step (``benchmark.training.step.train_step`` on ``progressive_loss`` with the run's alpha, iterations,
     detached extra iterations, loop regulariser, clipping, optimizer and precision) on
     ``train.batch_size`` samples of its training size, ``steps`` steps per measurement after one
     warm-up step, the models interleaved within each of ``repeats`` rounds (A B C A B C) so that
@@ -580,7 +580,9 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
     from benchmark.infra.checkpoint import load_checkpoint
     from benchmark.config.schema import TrainConfig
     from benchmark.training.loop_regulariser import training_regulariser
-    from benchmark.training.trainer import make_optimizer, progressive_loss
+    from benchmark.training.losses import progressive_loss
+    from benchmark.training.optim import make_optimizer
+    from benchmark.training.step import train_step
 
     torch.set_num_threads(threads)
     first: dict[tuple[str, str], StudyRun] = {}
@@ -598,15 +600,9 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
 
         def step(model=model, train=train, x=x, y=y, optimizer=optimizer, generator=generator, task=ckpt.task,
                  detach_extra=detach_extra, regulariser=training_regulariser(train)) -> None:
-            loss, _ = progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra,
-                                      train.progressive_min_iters)
-            if regulariser is not None:
-                loss = loss + regulariser(model)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train.clip)
-            optimizer.step()
+            train_step(model, lambda: progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra,
+                                                       train.progressive_min_iters),
+                       optimizer, clip=train.clip, regulariser=regulariser)
 
         model.train()
         step()  # warm-up: oneDNN picks its kernels on the first call

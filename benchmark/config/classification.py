@@ -10,7 +10,7 @@ nothing else); other profiles list only what they change. Value ranges are check
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -44,6 +44,16 @@ class ClassificationTrainConfig:
     weight_decay: float = 5e-4  # not applied to template-bank coefficients (decaying them hurts)
     milestones: list[int] = field(default_factory=lambda: [60, 120, 160])  # epochs after which lr *= gamma
     gamma: float = 0.2
+
+    # The optimizer and the schedule as Hydra partials over the options above
+    # (benchmark.training.optim; ``benchmark.config.schema.TrainConfig`` says why class constants):
+    # SGD on the parameter groups (the banks' coefficients without weight decay), lr x gamma after
+    # each milestone epoch (the pipeline steps it once per epoch).
+    OPTIMIZER: ClassVar[dict[str, Any]] = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": "${train.lr}",
+                                           "momentum": "${train.momentum}", "nesterov": "${train.nesterov}",
+                                           "weight_decay": "${train.weight_decay}"}
+    SCHEDULER: ClassVar[dict[str, Any]] = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True,
+                                           "milestones": "${train.milestones}", "gamma": "${train.gamma}"}
 
 
 @dataclass

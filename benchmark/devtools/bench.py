@@ -5,7 +5,7 @@ Side by side in one process, on the same data (compact 9x9 mazes, batch 50, for 
 maze recipe), for the suite's models (``recurrent``, ``shared`` k=2) and each fast path:
 
 - training: samples/s of full optimizer steps with the progressive loss
-  (``benchmark.training.trainer.progressive_loss`` and ``make_optimizer``, clipped as ``fit`` clips);
+  (``benchmark.training.step.train_step``, the step ``fit`` takes, on ``progressive_loss`` and ``make_optimizer``, clipped as ``fit`` clips);
 - evaluation: samples/s of ``accuracy_per_iteration`` with every iteration 1..T scored (T=100);
 - where the device has native bf16 (``precision.resolve("auto", device) == "bf16"``), each model
   as it runs now in bf16 autocast, against its fp32 row (elsewhere these rows are left out);
@@ -51,7 +51,9 @@ from benchmark.infra.rundir import RunDir
 from benchmark.evaluation.extrapolation import accuracy_per_iteration, settle_and_score
 from tasks.fileio import write_json
 from benchmark.models.recurrent import RecurrentConvNet
-from benchmark.training.trainer import make_optimizer, progressive_loss
+from benchmark.training.losses import progressive_loss
+from benchmark.training.optim import make_optimizer
+from benchmark.training.step import train_step
 from benchmark.config.schema import ConfigError, TrainConfig
 from tasks.base import Task
 from tasks.maze import MazeTask
@@ -183,7 +185,7 @@ def run_evaluation(model: nn.Module, task: Task, data, iters: int, batch: int, s
 
 
 class Trainer:
-    """Optimizer steps as ``benchmark.training.trainer.fit`` takes them, on a fixed list of batches."""
+    """Optimizer steps as ``benchmark.training.trainer.fit`` takes them (``train_step``), on a fixed list of batches."""
 
     def __init__(self, model: nn.Module, task: Task, batches: list, scale: Scale, setting: Setting, device: torch.device):
         self.model, self.task, self.batches, self.device = model, task, batches, device
@@ -201,11 +203,9 @@ class Trainer:
             inputs, targets = self.batches[self.next % len(self.batches)]
             self.next += 1
             inputs, targets = inputs.to(self.device), targets.to(self.device)
-            loss, _ = progressive_loss(self.model, self.task, inputs, targets, self.cfg.iters, self.cfg.alpha, self.generator)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
-            self.optimizer.step()
+            train_step(self.model, lambda x=inputs, y=targets: progressive_loss(self.model, self.task, x, y, self.cfg.iters,
+                                                                                self.cfg.alpha, self.generator),
+                       self.optimizer, clip=self.cfg.clip)
             seen += len(inputs)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

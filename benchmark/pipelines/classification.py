@@ -35,7 +35,7 @@ from torch import nn
 
 from benchmark.infra import precision
 from benchmark.training.augment import augment, to_float
-from benchmark.models.bank import fold_model_banks, no_decay_parameters
+from benchmark.models.bank import fold_model_banks
 from benchmark.infra.checkpoint import checkpoint_fields, save_checkpoint
 from benchmark.config.classification import check_classification_config, size_label
 from benchmark.config.schema import ConfigError, check_run_settings
@@ -43,7 +43,9 @@ from benchmark.infra.rundir import RunDir
 from benchmark.infra.results import BankFoldResult, ClassificationResult, ClassificationTiming, EpochScore
 from benchmark.pipelines.algorithmic import (INCOMPLETE_NOTE, apply_threads, build_model, instantiate_user, metrics_logger, new_run_dir, pick_device,
                            resolve_precision, run_or_exit, seed_everything)
-from benchmark.training.trainer import FiniteGuard
+from benchmark.training import optim
+from benchmark.training.monitor import FiniteGuard
+from benchmark.training.step import train_step
 from benchmark.training.state import (RunInterrupted, check_resume, read_train_state, restore_rng, save_train_state)
 from benchmark.analysis.similarity import similarity_record
 from tasks.images import ImageSplit, ImageTask
@@ -142,12 +144,13 @@ class Classifier:
         for start in starts:
             index = order[start:start + batch_size]
             x, y = self.inputs(split.images[index], generator), split.labels[index]
-            with self.autocast():
-                logits = model(x)  # (B, classes)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+
+            def loss_fn(x: torch.Tensor = x, y: torch.Tensor = y) -> tuple[torch.Tensor, torch.Tensor]:
+                with self.autocast():
+                    logits = model(x)  # (B, classes)
+                    return F.cross_entropy(logits.float(), y), logits
+
+            loss, logits = train_step(model, loss_fn, optimizer)  # no clipping; the schedule steps per epoch
             step += 1
             if guard is not None:
                 guard.observe(loss, step)
@@ -164,14 +167,10 @@ class Classifier:
 
 
 def make_optimizer(model: nn.Module, cfg: DictConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
-    """SGD (Nesterov momentum) with weight decay on all but bank coefficients; lr x gamma at milestones."""
-    skip = no_decay_parameters(model)
-    named = list(model.named_parameters())
-    groups = [dict(params=[p for n, p in named if n not in skip], weight_decay=cfg.weight_decay),
-              dict(params=[p for n, p in named if n in skip], weight_decay=0.0)]
-    optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
-    return optimizer, scheduler
+    """SGD (Nesterov momentum) with weight decay on all but bank coefficients; lr x gamma at milestones:
+    the partials of ``ClassificationTrainConfig`` (``benchmark.training.optim``)."""
+    optimizer = optim.make_optimizer(model, cfg)
+    return optimizer, optim.make_scheduler(optimizer, cfg)
 
 
 # ---------------------------------------------------------------------------- one run
