@@ -21,7 +21,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -104,16 +104,6 @@ class TrainConfig:
     # mazes went from 52-93% to 95-99.7% at up to 500 iterations over seeds 0-2 (README, "Maze
     # track"). Recipes tuned without it (prefix sums, shortest paths, the published scale) set it null.
     ema_horizon: Optional[float] = 0.4
-
-    # The optimizer and the learning-rate schedule, as Hydra partials (the form of
-    # lightning-hydra-template's configs) over the options above, so ``train.lr=...`` and the others
-    # set them: benchmark.training.optim instantiates them (AdamW on the parameter groups, the
-    # banks' coefficients without weight decay; linear warm-up then cosine decay, one step per
-    # optimizer step). Class constants, not options: a run's config.yaml holds the options.
-    OPTIMIZER: ClassVar[dict[str, Any]] = {"_target_": "torch.optim.AdamW", "_partial_": True,
-                                           "lr": "${train.lr}", "weight_decay": "${train.weight_decay}"}
-    SCHEDULER: ClassVar[dict[str, Any]] = {"_target_": "benchmark.training.optim.warmup_cosine_schedule", "_partial_": True,
-                                           "warmup_steps": "${train.warmup_steps}"}
 
 
 @dataclass
@@ -343,6 +333,7 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                 task.check_size(s)
         except TaskError as err:
             raise ConfigError(str(err)) from err
+        check_memory(cfg, task)
         if train.curriculum_steps > 0:
             _require(task.truncates, f"train.curriculum_steps needs a task whose puzzles can be cut to smaller ones "
                                      f"(prefix_sums), and {task.name} puzzles cannot; set train.curriculum_steps=0.")
@@ -358,6 +349,34 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
         _require(limit is None or train.iters <= limit,
                  f"model '{model_cfg.name}' has weights for at most {limit} iterations, fewer than train.iters={train.iters}; "
                  f"set model.depth >= train.iters or train.iters <= {limit}.")
+
+
+# The most memory a run's sizes may ask for, estimated before anything is made (``check_memory``):
+# half the machine's physical memory, and never more than MAX_RUN_BYTES. A size past it would end
+# in an allocation failure after the run directory was made.
+MAX_RUN_BYTES = 64 * 2**30
+
+
+def memory_limit() -> int:
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        physical = 2 * MAX_RUN_BYTES
+    return min(MAX_RUN_BYTES, physical // 2)
+
+
+def check_memory(cfg: DictConfig, task: Task) -> None:
+    """``ConfigError`` (one sentence) if the run's datasets (every sample of ``run_datasets``: float32
+    inputs and int64 targets) or one evaluation batch's feature maps (eval.batch_size x model.width
+    x the largest test shape, float32) would take more than ``memory_limit()`` bytes."""
+    limit, channels = memory_limit(), task.spec.in_channels
+    data = sum(n * math.prod(task.shape(s)) * (4 * channels + 8) for s, n, _ in run_datasets(cfg))
+    largest = max(math.prod(task.shape(s)) for s in (cfg.size.train, *cfg.size.test))
+    features = max(cfg.eval.batch_size, cfg.train.batch_size) * int(cfg.model.get("width", 1)) * largest * 4
+    for what, need in (("the datasets of size.train, size.test, size.n_train and size.n_test", data),
+                       ("one batch's feature maps (the batch size x model.width x the largest size)", features)):
+        require(need <= limit, f"{what} would need about {need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
+                               f"a run may use here; choose smaller sizes or fewer samples.")
 
 
 def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
