@@ -21,7 +21,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -104,6 +104,16 @@ class TrainConfig:
     # mazes went from 52-93% to 95-99.7% at up to 500 iterations over seeds 0-2 (README, "Maze
     # track"). Recipes tuned without it (prefix sums, shortest paths, the published scale) set it null.
     ema_horizon: Optional[float] = 0.4
+
+    # The optimizer and the learning-rate schedule, as Hydra partials (the form of
+    # lightning-hydra-template's configs) over the options above, so ``train.lr=...`` and the others
+    # set them: benchmark.training.optim instantiates them (AdamW on the parameter groups, the
+    # banks' coefficients without weight decay; linear warm-up then cosine decay, one step per
+    # optimizer step). Class constants, not options: a run's config.yaml holds the options.
+    OPTIMIZER: ClassVar[dict[str, Any]] = {"_target_": "torch.optim.AdamW", "_partial_": True,
+                                           "lr": "${train.lr}", "weight_decay": "${train.weight_decay}"}
+    SCHEDULER: ClassVar[dict[str, Any]] = {"_target_": "benchmark.training.optim.warmup_cosine_schedule", "_partial_": True,
+                                           "warmup_steps": "${train.warmup_steps}"}
 
 
 @dataclass
@@ -375,8 +385,8 @@ def check_memory(cfg: DictConfig, task: Task) -> None:
     features = max(cfg.eval.batch_size, cfg.train.batch_size) * int(cfg.model.get("width", 1)) * largest * 4
     for what, need in (("the datasets of size.train, size.test, size.n_train and size.n_test", data),
                        ("one batch's feature maps (the batch size x model.width x the largest size)", features)):
-        require(need <= limit, f"{what} would need about {need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
-                               f"a run may use here; choose smaller sizes or fewer samples.")
+        _require(need <= limit, f"{what} would need about {need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
+                                f"a run may use here; choose smaller sizes or fewer samples.")
 
 
 def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
