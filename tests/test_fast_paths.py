@@ -1,4 +1,4 @@
-"""Every fast path of issue 11 gives the numbers of the plain path (exactly, or within a stated tolerance).
+"""Every fast path gives the numbers of the plain path (exactly, or within a stated tolerance).
 
 Tolerances: float32 convolutions summed in another order (the fused recall, channels-last, the
 compiled iteration) agree to ``torch.testing.assert_close``'s float32 defaults (rtol 1.3e-6,

@@ -48,7 +48,7 @@ def meta_model(depth, widen, templates, classes=10, in_channels=3):
 @pytest.mark.parametrize("depth,widen,templates,expected", [
     (28, 10, None, 36_479_194), (28, 10, 1, 12_287_212), (28, 10, 2, 17_125_630),
 ])
-def test_parameter_counts_of_the_issue(depth, widen, templates, expected):
+def test_parameter_counts_of_the_paper(depth, widen, templates, expected):
     assert count(meta_model(depth, widen, templates)) == expected == layout_count(depth, widen, templates)
 
 

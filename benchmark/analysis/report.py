@@ -50,6 +50,7 @@ from benchmark.infra.results import (  # noqa: E402
     ResultFormatError,
     RunInfo,
 )
+from benchmark.analysis.formatting import percent_mean_sd, reached  # noqa: E402
 from benchmark.infra.rundir import RunDir, finished_runs, incomplete_runs as incomplete_run_dirs  # noqa: E402
 
 
@@ -70,7 +71,8 @@ def is_classification_run(run_dir: Path) -> bool:
 
 def steps_to_accuracy(metrics: list[dict], threshold: float = 0.99) -> int | None:
     """The first logged step whose training accuracy reaches ``threshold`` (None: never)."""
-    return next((m["step"] for m in metrics if m.get("train_acc", 0.0) >= threshold), None)
+    hit = reached(metrics, threshold, key="train_acc")
+    return None if hit is None else hit["step"]
 
 
 def read_run(run_dir: Path) -> tuple[EvalResult, RunInfo]:
@@ -129,8 +131,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
-    def pct(mean: float, std: float) -> str:
-        return "-" if pd.isna(mean) else f"{100 * mean:.1f} ± {0 if pd.isna(std) else 100 * std:.1f}"
+    pct = percent_mean_sd
 
     def steps(mean: float, reached: int, seeds: int) -> str:
         return f"- (0/{seeds})" if pd.isna(mean) else f"{mean:.0f} ({reached}/{seeds})"
@@ -198,8 +199,7 @@ def overthinking_table(run_dirs: list[Path]) -> pd.DataFrame:
 
 
 def overthinking_markdown(table: pd.DataFrame) -> str:
-    def pct(mean: float, std: float) -> str:
-        return f"{100 * mean:.1f} ± {0 if pd.isna(std) else 100 * std:.1f}"
+    pct = percent_mean_sd
 
     lines = ["| size | model | seeds | peak % | peak iteration: median (min..max) | last iteration | at last % "
              "| drop from peak (points) |", "|---|---|---|---|---|---|---|---|"]
@@ -269,7 +269,7 @@ def summarise_classification(runs: pd.DataFrame) -> pd.DataFrame:
 
 def classification_markdown(summary: pd.DataFrame) -> str:
     def pct(mean: float, std: float) -> str:
-        return "-" if pd.isna(mean) else f"{100 * mean:.2f} ± {0 if pd.isna(std) else 100 * std:.2f}"
+        return percent_mean_sd(mean, std, 2)
 
     lines = ["| task | model | params | saving | seeds | top-1 accuracy % | top-1 error % | images/s "
              "| accuracy after folding % (runs folded) |", "|---|---|---|---|---|---|---|---|---|"]

@@ -32,7 +32,7 @@ Training speed: a run *reaches* the target at the first metrics record whose ``p
 model at train.iters on the first train.probe_size training samples) is at least
 ``train.stop_at_acc``; its steps and wall seconds are that record's. The median over seeds counts
 a run that never reached it as slower than every run that did (so it is infinite, shown as
-"> cap", when half the runs or more missed). The issue's cap rule: every run trained to the
+"> cap", when half the runs or more missed). The study's cap rule: every run trained to the
 target or for at least 5x the fastest family's median steps; a warning line names each run that
 stopped short of it.
 """
@@ -56,12 +56,13 @@ from benchmark.config.schema import BaselineModelConfig, ConfigError, ModelConfi
 from tasks.fileio import write_json, write_text
 from benchmark.analysis.plots import plot_study_extrapolation, plot_study_training, read_metrics
 from benchmark.infra.rundir import RunDir
+from benchmark.analysis.formatting import percent_mean_sd, reached
 from benchmark.analysis.report import find_runs, incomplete_runs, is_classification_run, read_run
 from benchmark.infra.results import EvalResult, FoldResult, ResultFormatError, SimilarityRecord
 from benchmark.models.registry import model_kind_of_config
 
-CAP_FACTOR = 5  # the issue's cap rule: a run that misses the target trained >= 5x the fastest family's median
-FOLD_GOAL_POINTS = 0.05  # the issue's goal for |accuracy change from folding| at the training size, in points
+CAP_FACTOR = 5  # the study's cap rule: a run that misses the target trained >= 5x the fastest family's median
+FOLD_GOAL_POINTS = 0.05  # the study's goal for |accuracy change from folding| at the training size, in points
 KINDS = ("unshared", "recurrent", "in-block", "depth-wise", "unknown")
 BASELINE_KIND = {"depth-wise": "unshared", "in-block": "recurrent"}  # what each shared kind is compared against
 
@@ -116,9 +117,6 @@ def model_kind(model_node: Any) -> str:
     return kind
 
 
-def reached(metrics: list[dict], target: float) -> dict | None:
-    """The first metrics record whose probe accuracy reaches ``target`` (None: none did)."""
-    return next((m for m in metrics if m.get("probe_acc", -1.0) >= target), None)
 
 
 def read_study_run(run_dir: Path) -> StudyRun:
@@ -405,8 +403,7 @@ def _num(x: float, digits: int = 2) -> str:
     return "-" if x is None or pd.isna(x) else f"{x:.{digits}f}"
 
 
-def _pct(mean: float, sd: float) -> str:
-    return "-" if pd.isna(mean) else f"{100 * mean:.1f} ± {0 if pd.isna(sd) else 100 * sd:.1f}"
+_pct = percent_mean_sd
 
 
 def _steps(x: float) -> str:

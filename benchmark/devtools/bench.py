@@ -63,7 +63,7 @@ BASELINE = "recurrent, plain"
 
 @dataclass(frozen=True)
 class Scale:
-    """How much work one measurement does (the defaults: the issue-11 settings)."""
+    """How much work one measurement does (the defaults: the settings of the fast-path measurements in docs/speed.md)."""
 
     width: int = 32
     train_size: int = 9
@@ -100,7 +100,7 @@ DEFAULT_CHECKPOINTS = Path(__file__).resolve().parents[2] / "results/reference/c
 class Setting:
     """One row of the table: a model and the fast paths it runs with.
 
-    ``before``: the evaluator as it was before issue 11 (``torch.no_grad``, one host sync per
+    ``before``: the evaluator as it was before the fast paths (``torch.no_grad``, one host sync per
     iteration: ``evaluate_before``); ``fuse_recall`` and ``channels_last``: the model's
     attributes (``IteratedBlockNet``); ``compile``: ``use_compile``; ``eval_batch``: None for the
     scale's. ``versus``: the row its ratios divide by.
@@ -164,7 +164,7 @@ def build_model(task: Task, setting: Setting, scale: Scale, seed: int = 0) -> Re
 @torch.no_grad()
 def evaluate_before(model: nn.Module, task: Task, data: torch.utils.data.TensorDataset, iters: int, batch_size: int,
                     device: torch.device) -> list[float]:
-    """The evaluator as it was before issue 11 (no_grad, ``int(...)`` per iteration): the baseline."""
+    """The evaluator as it was before the fast paths (no_grad, ``int(...)`` per iteration): the baseline."""
     model.eval()
     correct = torch.zeros(iters, dtype=torch.long)
     inputs_all, targets_all = data.tensors
@@ -504,7 +504,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds, not a measurement")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here (default: only print)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as in issue 11)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as in docs/speed.md)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=None, help="measurements per setting (default 3; --quick 2)")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it compiles for minutes)")

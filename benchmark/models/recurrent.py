@@ -174,7 +174,7 @@ class IteratedBlockNet(nn.Module):
             h = self._conv(out, block[b + 1], padding=1).add_(h).relu_()  # residual: relu(h + conv(out))
         return h
 
-    # Fast paths of issue 11, measured by ``python -m benchmark.bench`` (one thread of a 2-core Xeon,
+    # Fast paths, measured by ``python -m benchmark.bench`` (one thread of a 2-core Xeon,
     # recurrent model, medians of 7 paired ratios against the plain form): fused recall 1.06x
     # training, 1.09x evaluation; channels-last 1.19x and 1.34x (oneDNN's NHWC convolutions; cuDNN
     # prefers NHWC too); both with the new evaluator 1.30x and 1.35x. False gives the plain form,
