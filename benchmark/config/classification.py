@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from benchmark.config.schema import ConfigError
+from benchmark.config.schema import require
 
 SCHEMA = "classification_schema"
 
@@ -96,11 +96,6 @@ def register_configs() -> None:
 register_configs()
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def check_classification_config(size: ImageSizeConfig, train: ClassificationTrainConfig, evaluation: ClassificationEvalConfig) -> None:
     """Raise ``ConfigError`` (one sentence) for values out of range; types were checked by the schemas.
 
@@ -110,22 +105,22 @@ def check_classification_config(size: ImageSizeConfig, train: ClassificationTrai
     for group, node, schema, options in (("size", size, ImageSizeConfig, "size=full"),
                                          ("train", train, ClassificationTrainConfig, "train=cifar_paper or train=digits"),
                                          ("eval", evaluation, ClassificationEvalConfig, "eval=classification")):
-        _require(OmegaConf.get_type(node) is schema,
+        require(OmegaConf.get_type(node) is schema,
                  f"the {group} group must be an image-classification profile ({options}), not one for generated puzzles.")
     for key, value in (("size.n_train", size.n_train), ("size.n_test", size.n_test)):
-        _require(value is None or value >= 1, f"{key} must be a positive integer or null (all images), got {value}.")
+        require(value is None or value >= 1, f"{key} must be a positive integer or null (all images), got {value}.")
     for key, value in (("train.epochs", train.epochs), ("train.batch_size", train.batch_size),
                        ("eval.batch_size", evaluation.batch_size)):
-        _require(value >= 1, f"{key} must be a positive integer, got {value}.")
-    _require(train.lr > 0, f"train.lr must be positive, got {train.lr}.")
-    _require(0.0 <= train.momentum < 1.0, f"train.momentum must lie in [0, 1), got {train.momentum}.")
-    _require(not train.nesterov or train.momentum > 0, "train.nesterov=true needs train.momentum > 0.")
-    _require(train.weight_decay >= 0, f"train.weight_decay must be zero or positive, got {train.weight_decay}.")
-    _require(0.0 < train.gamma <= 1.0, f"train.gamma must lie in (0, 1], got {train.gamma}.")
+        require(value >= 1, f"{key} must be a positive integer, got {value}.")
+    require(train.lr > 0, f"train.lr must be positive, got {train.lr}.")
+    require(0.0 <= train.momentum < 1.0, f"train.momentum must lie in [0, 1), got {train.momentum}.")
+    require(not train.nesterov or train.momentum > 0, "train.nesterov=true needs train.momentum > 0.")
+    require(train.weight_decay >= 0, f"train.weight_decay must be zero or positive, got {train.weight_decay}.")
+    require(0.0 < train.gamma <= 1.0, f"train.gamma must lie in (0, 1], got {train.gamma}.")
     milestones = list(train.milestones)
-    _require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
+    require(all(m >= 1 for m in milestones) and milestones == sorted(set(milestones)),
              f"train.milestones must be increasing positive epochs, e.g. [60,120,160], got {milestones}.")
-    _require(0.0 < evaluation.fold_threshold <= 1.0, f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")
+    require(0.0 < evaluation.fold_threshold <= 1.0, f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")
 
 
 def size_label(size: ImageSizeConfig) -> str:

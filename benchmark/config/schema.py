@@ -31,7 +31,7 @@ from benchmark.infra.distributed import env_world_size
 from benchmark.training.loop_regulariser import LOOP_FORMS
 from benchmark.models.recurrent import RECALL_INITS
 from benchmark.infra.precision import PRECISIONS
-from tasks.base import Task, TaskError
+from tasks.base import Task, TaskError, is_integer
 
 
 class ConfigError(ValueError):
@@ -204,13 +204,11 @@ LOGGERS = ("none", "tensorboard")  # where training curves go besides metrics.js
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*")
 
 
-def _require(ok: bool, message: str) -> None:
+def require(ok: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``ok``: every check of a config value reads as one line."""
     if not ok:
         raise ConfigError(message)
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -219,26 +217,26 @@ def _is_number(value: Any) -> bool:
 
 def check_component(key: str, value: Any) -> None:
     """Refuse a name that would not be one safe directory name (``run_id=/abs``, ``../..``)."""
-    _require(isinstance(value, str) and len(value) <= 200 and _COMPONENT.fullmatch(value) is not None,
+    require(isinstance(value, str) and len(value) <= 200 and _COMPONENT.fullmatch(value) is not None,
              f"{key} must be a single directory name of letters, digits and ._+=,- (not starting with a dot), got {value!r}.")
 
 
 def _check_writable_dir(key: str, value: Any) -> None:
     """``value`` is a directory this process can write, or one it can create (nothing is made here)."""
-    _require(isinstance(value, str) and value != "", f"{key} must be a directory path, got {value!r}.")
+    require(isinstance(value, str) and value != "", f"{key} must be a directory path, got {value!r}.")
     path = Path(value).expanduser().absolute()
     existing = path
     while not existing.exists():
         existing = existing.parent
     if existing == path:
-        _require(path.is_dir(), f"{key} {value} is a file, not a directory; give a directory path.")
+        require(path.is_dir(), f"{key} {value} is a file, not a directory; give a directory path.")
     else:
-        _require(existing.is_dir(), f"{key} {value} cannot be created because {existing} is a file.")
+        require(existing.is_dir(), f"{key} {value} cannot be created because {existing} is a file.")
         # A path whose first directory does not exist (/mnt-missing/..., a drive not mounted) is
         # almost always a mistake; creating it at the top of the file system is never wanted.
-        _require(existing != Path(existing.anchor),
+        require(existing != Path(existing.anchor),
                  f"{key} {value} would be created at the top of the file system ({path.parts[1]} is missing: a drive not mounted?); give an existing directory.")
-    _require(os.access(existing, os.W_OK | os.X_OK), f"{key} {value} is not writable ({existing} refuses writes); give a writable directory.")
+    require(os.access(existing, os.W_OK | os.X_OK), f"{key} {value} is not writable ({existing} refuses writes); give a writable directory.")
 
 
 def tensorboard_installed() -> bool:
@@ -254,20 +252,20 @@ def check_run_settings(cfg: DictConfig) -> None:
     """The settings every pipeline shares (algorithmic or classification): the top-level keys,
     seed, device, progress, threads, logger, the names that become path parts, and the output directories."""
     unknown = sorted(set(cfg) - {*ROOT_KEYS, "hydra"})
-    _require(not unknown, f"the config has no key {unknown[0]!r} (a removed option or a typo?); its keys are {', '.join(ROOT_KEYS)}."
+    require(not unknown, f"the config has no key {unknown[0]!r} (a removed option or a typo?); its keys are {', '.join(ROOT_KEYS)}."
              if unknown else "")
-    _require(_is_int(cfg.seed) and 0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, {SEED_MAX}], got {cfg.seed!r}.")
-    _require(isinstance(cfg.device, str) and DEVICE_PATTERN.fullmatch(cfg.device) is not None,
+    require(is_integer(cfg.seed) and 0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, {SEED_MAX}], got {cfg.seed!r}.")
+    require(isinstance(cfg.device, str) and DEVICE_PATTERN.fullmatch(cfg.device) is not None,
              f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}.")
-    _require(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}.")
-    _require(cfg.get("resume") is None or (isinstance(cfg.resume, str) and cfg.resume != ""),
+    require(isinstance(cfg.progress, bool), f"progress must be true or false, got {cfg.progress!r}.")
+    require(cfg.get("resume") is None or (isinstance(cfg.resume, str) and cfg.resume != ""),
              f"resume must be the path of an interrupted run directory, got {cfg.get('resume')!r}.")
-    _require(cfg.get("precision") in PRECISIONS,
+    require(cfg.get("precision") in PRECISIONS,
              f"precision must be one of {', '.join(PRECISIONS)} (auto: bf16 where the hardware has it natively), got {cfg.get('precision')!r}.")
-    _require(cfg.get("threads") is None or (_is_int(cfg.threads) and cfg.threads >= 1),
+    require(cfg.get("threads") is None or (is_integer(cfg.threads) and cfg.threads >= 1),
              f"threads must be an integer >= 1 or null (torch's default, or the cores shared out among parallel jobs), got {cfg.get('threads')!r}.")
-    _require(cfg.get("logger", "none") in LOGGERS, f"logger must be one of {', '.join(LOGGERS)}, got {cfg.get('logger')!r}.")
-    _require(cfg.get("logger", "none") != "tensorboard" or tensorboard_installed(),
+    require(cfg.get("logger", "none") in LOGGERS, f"logger must be one of {', '.join(LOGGERS)}, got {cfg.get('logger')!r}.")
+    require(cfg.get("logger", "none") != "tensorboard" or tensorboard_installed(),
              "logger=tensorboard needs the tensorboard package (pip install 'algoreason[tensorboard]'); install it or use logger=none.")
     check_component("run_id", cfg.run_id)
     check_component("model.name", cfg.model.name)
@@ -289,7 +287,7 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     check_run_settings(cfg)
     for key, schemas in (("size", (SizeConfig,)), ("train", (TrainConfig,)), ("eval", (EvalConfig,)),
                          ("model", (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig))):
-        _require(OmegaConf.get_type(cfg[key]) in schemas,
+        require(OmegaConf.get_type(cfg[key]) in schemas,
                  f"the {key} option chosen is not one for puzzle tasks ({key} must follow {schemas[0].__name__}); "
                  f"choose a {key} option made for task={cfg.task.get('_target_', '?').rsplit('.', 1)[-1]}.")
     size, train, evaluation, model_cfg = cfg.size, cfg.train, cfg.eval, cfg.model
@@ -297,44 +295,44 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                        ("train.batch_size", train.batch_size), ("train.iters", train.iters),
                        ("train.log_every", train.log_every), ("eval.iters", evaluation.iters),
                        ("eval.batch_size", evaluation.batch_size), ("model.depth", model_cfg.depth)):
-        _require(value >= 1, f"{key} must be a positive integer, got {value}.")
-    _require(_is_int(train.checkpoint_every) and train.checkpoint_every >= 0,
+        require(value >= 1, f"{key} must be a positive integer, got {value}.")
+    require(is_integer(train.checkpoint_every) and train.checkpoint_every >= 0,
              f"train.checkpoint_every must be an integer >= 0 (0: save the training state only at the end), got {train.checkpoint_every}.")
-    _require(len(size.test) >= 1, "size.test must list at least one test size, e.g. size.test=[13,15].")
+    require(len(size.test) >= 1, "size.test must list at least one test size, e.g. size.test=[13,15].")
     ranks = env_world_size()
-    _require(train.batch_size % ranks == 0,
+    require(train.batch_size % ranks == 0,
              f"train.batch_size ({train.batch_size}) must be divisible by the {ranks} processes torchrun started (each trains on an equal share of every batch).")
-    _require(train.batch_size <= size.n_train,
+    require(train.batch_size <= size.n_train,
              f"train.batch_size ({train.batch_size}) must not exceed the training set (size.n_train={size.n_train}).")
     for key, value in (("train.lr", train.lr), ("train.weight_decay", train.weight_decay), ("train.clip", train.clip),
                        ("train.warmup_steps", train.warmup_steps), ("train.loop_weight", train.loop_weight),
                        ("train.detach_extra", train.detach_extra)):
-        _require(_is_number(value) and value >= 0, f"{key} must be a finite number >= 0, got {value}.")
-    _require(_is_int(train.curriculum_steps) and train.curriculum_steps >= 0,
+        require(_is_number(value) and value >= 0, f"{key} must be a finite number >= 0, got {value}.")
+    require(is_integer(train.curriculum_steps) and train.curriculum_steps >= 0,
              f"train.curriculum_steps must be an integer >= 0 (0: no length curriculum), got {train.curriculum_steps}.")
-    _require(train.loop_form in LOOP_FORMS,
+    require(train.loop_form in LOOP_FORMS,
              f"train.loop_form must be one of {', '.join(LOOP_FORMS)}, got {train.loop_form!r}.")
-    _require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
-    _require(_is_int(train.progressive_min_iters) and 1 <= train.progressive_min_iters <= train.iters,
+    require(_is_number(train.alpha) and 0.0 <= train.alpha <= 1.0, f"train.alpha must lie in [0, 1], got {train.alpha}.")
+    require(is_integer(train.progressive_min_iters) and 1 <= train.progressive_min_iters <= train.iters,
              f"train.progressive_min_iters must be an integer from 1 to train.iters ({train.iters}), got {train.progressive_min_iters}.")
-    _require(train.stop_at_acc is None or (_is_number(train.stop_at_acc) and 0.0 < train.stop_at_acc <= 1.0),
+    require(train.stop_at_acc is None or (_is_number(train.stop_at_acc) and 0.0 < train.stop_at_acc <= 1.0),
              f"train.stop_at_acc must lie in (0, 1] or be null (train every epoch), got {train.stop_at_acc}.")
-    _require(train.ema_horizon is None or (_is_number(train.ema_horizon) and 0.0 < train.ema_horizon <= 1.0),
+    require(train.ema_horizon is None or (_is_number(train.ema_horizon) and 0.0 < train.ema_horizon <= 1.0),
              f"train.ema_horizon must lie in (0, 1] (a fraction of the run's steps) or be null (keep the last weights), "
              f"got {train.ema_horizon}.")
-    _require(train.probe_size >= 1, f"train.probe_size must be a positive integer, got {train.probe_size}.")
-    _require(_is_number(evaluation.fold_threshold) and 0.0 < evaluation.fold_threshold <= 1.0,
+    require(train.probe_size >= 1, f"train.probe_size must be a positive integer, got {train.probe_size}.")
+    require(_is_number(evaluation.fold_threshold) and 0.0 < evaluation.fold_threshold <= 1.0,
              f"eval.fold_threshold must lie in (0, 1], got {evaluation.fold_threshold}.")
-    _require(evaluation.halt_after >= 0, f"eval.halt_after must be an integer >= 0 (0: no halting), got {evaluation.halt_after}.")
-    _require(model_cfg.width >= 2, f"model.width must be an integer >= 2, got {model_cfg.width}.")
+    require(evaluation.halt_after >= 0, f"eval.halt_after must be an integer >= 0 (0: no halting), got {evaluation.halt_after}.")
+    require(model_cfg.width >= 2, f"model.width must be an integer >= 2, got {model_cfg.width}.")
     templates = model_cfg.get("templates")
-    _require(templates is None or templates >= 1, f"model.templates must be an integer >= 1 or null (unshared), got {templates}.")
+    require(templates is None or templates >= 1, f"model.templates must be an integer >= 1 or null (unshared), got {templates}.")
     recall_init, block_scale = model_cfg.get("recall_init", RECALL_INITS[0]), model_cfg.get("block_scale")
-    _require(recall_init in RECALL_INITS, f"model.recall_init must be one of {', '.join(RECALL_INITS)}, got {recall_init!r}.")
-    _require(block_scale is None or (_is_number(block_scale) and block_scale > 0),
+    require(recall_init in RECALL_INITS, f"model.recall_init must be one of {', '.join(RECALL_INITS)}, got {recall_init!r}.")
+    require(block_scale is None or (_is_number(block_scale) and block_scale > 0),
              f"model.block_scale must be a positive number or null, got {block_scale}.")
     init = model_cfg.get("coefficient_init", COEFFICIENT_INITS[0])
-    _require(init in COEFFICIENT_INITS, f"model.coefficient_init must be one of {', '.join(COEFFICIENT_INITS)}, got {init!r}.")
+    require(init in COEFFICIENT_INITS, f"model.coefficient_init must be one of {', '.join(COEFFICIENT_INITS)}, got {init!r}.")
 
     if task is not None:
         check_component("the task's name", task.name)
@@ -345,18 +343,18 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
             raise ConfigError(str(err)) from err
         check_memory(cfg, task)
         if train.curriculum_steps > 0:
-            _require(task.truncates, f"train.curriculum_steps needs a task whose puzzles can be cut to smaller ones "
+            require(task.truncates, f"train.curriculum_steps needs a task whose puzzles can be cut to smaller ones "
                                      f"(prefix_sums), and {task.name} puzzles cannot; set train.curriculum_steps=0.")
-            _require(_is_int(train.curriculum_start) and 1 <= train.curriculum_start <= size.train,
+            require(is_integer(train.curriculum_start) and 1 <= train.curriculum_start <= size.train,
                      f"train.curriculum_start must be a size from 1 to the training size {size.train}, "
                      f"got {train.curriculum_start}.")
         if cfg.cache_dir is not None:
             for s, n, seed in run_datasets(cfg):
                 path = task.cache_path(cfg.cache_dir, s, n, seed)
-                _require(not path.is_dir(), f"the dataset cache file {path} is a directory; remove it or choose another cache_dir.")
+                require(not path.is_dir(), f"the dataset cache file {path} is a directory; remove it or choose another cache_dir.")
     if model is not None:
         limit = model.iteration_limit
-        _require(limit is None or train.iters <= limit,
+        require(limit is None or train.iters <= limit,
                  f"model '{model_cfg.name}' has weights for at most {limit} iterations, fewer than train.iters={train.iters}; "
                  f"set model.depth >= train.iters or train.iters <= {limit}.")
 
@@ -385,8 +383,8 @@ def check_memory(cfg: DictConfig, task: Task) -> None:
     features = max(cfg.eval.batch_size, cfg.train.batch_size) * int(cfg.model.get("width", 1)) * largest * 4
     for what, need in (("the datasets of size.train, size.test, size.n_train and size.n_test", data),
                        ("one batch's feature maps (the batch size x model.width x the largest size)", features)):
-        _require(need <= limit, f"{what} would need about {need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
-                                f"a run may use here; choose smaller sizes or fewer samples.")
+        require(need <= limit, f"{what} would need about {need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
+                               f"a run may use here; choose smaller sizes or fewer samples.")
 
 
 def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
