@@ -66,14 +66,14 @@ def test_train_step_is_loss_regulariser_backward_reduce_clip_step_schedule_in_th
 def test_the_four_training_loops_take_the_one_step(monkeypatch, tmp_path):
     """fit, the classification epochs, the speed benchmark's trainer and the study's step timer
     (its test: tests/test_study.py) all step through benchmark.training.step.train_step."""
-    import benchmark.analysis.study as study
+    import benchmark.analysis.step_cost as step_cost
     import benchmark.devtools.bench as bench
     import benchmark.pipelines.classification as classification
     import benchmark.training.trainer as trainer
 
     for module in (trainer, classification, bench):
         assert module.train_step is step_module.train_step
-    assert "from benchmark.training.step import train_step" in open(study.__file__).read()
+    assert "from benchmark.training.step import train_step" in open(step_cost.__file__).read()
     callers = []
     real = step_module.train_step
 

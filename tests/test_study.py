@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark.analysis import study
+from benchmark.analysis import step_cost, study
 from tasks.fileio import write_text
 from benchmark.infra.results import (BankSimilarity, EvalResult, FoldedLoop, FoldReport, FoldResult, RunInfo, SimilarityRecord,
                                Timing)
@@ -305,8 +305,8 @@ def test_step_costs_time_each_models_own_training_step_side_by_side(real_study, 
     seconds-to-target at that cost = median steps to target x seconds per step."""
     runs = study.read_study([real_study])
     calls = []
-    real = study.time.perf_counter
-    monkeypatch.setattr(study.time, "perf_counter", lambda: calls.append(1) or real())
+    real = step_cost.time.perf_counter
+    monkeypatch.setattr(step_cost.time, "perf_counter", lambda: calls.append(1) or real())
     import benchmark.training.step as step_module
 
     stepped, real_step = [], step_module.train_step

@@ -42,145 +42,25 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
-from benchmark.config.schema import BaselineModelConfig, ConfigError, ModelConfig, exit_on_user_error, size_name
+from benchmark.config.schema import ConfigError, exit_on_user_error
 from tasks.fileio import write_json, write_text
 from benchmark.analysis.plots import plot_study_extrapolation, plot_study_training, read_metrics
-from benchmark.infra.rundir import RunDir
-from benchmark.analysis.formatting import percent_mean_sd, reached
-from benchmark.analysis.report import find_runs, incomplete_runs, is_classification_run, read_run
-from benchmark.infra.results import EvalResult, FoldResult, ResultFormatError, SimilarityRecord
-from benchmark.models.registry import model_kind_of_config
+from benchmark.analysis.step_cost import step_cost_markdown, step_costs
+from benchmark.analysis.study_tables import (_num, _pct, _steps, claims_markdown, comparisons_markdown, extrapolation_markdown,
+                                             loop_summary_markdown, loops_markdown, speed_markdown)
+from benchmark.analysis.study_runs import (BASELINE_KIND, KINDS, StudyRun, duplicate_notes, incomplete_notes, model_kind,  # noqa: F401
+                                           read_study, read_study_run)
+from benchmark.infra.results import FoldResult, SimilarityRecord
 
 CAP_FACTOR = 5  # the study's cap rule: a run that misses the target trained >= 5x the fastest family's median
 FOLD_GOAL_POINTS = 0.05  # the study's goal for |accuracy change from folding| at the training size, in points
-KINDS = ("unshared", "recurrent", "in-block", "depth-wise", "unknown")
-BASELINE_KIND = {"depth-wise": "unshared", "in-block": "recurrent"}  # what each shared kind is compared against
-
-
-@dataclass(frozen=True)
-class StudyRun:
-    """One finished run, as the study reads it.
-
-    ``reached_step``/``reached_seconds``: the first record at the target (None: never reached);
-    ``steps``/``seconds``: where training ended; ``cap``: the steps train.epochs allows.
-    """
-
-    run_dir: Path
-    task: str  # the task, with its size setting (e.g. ``prefix_sums train32_test512``) where the folders hold several
-    model: str
-    seed: int
-    kind: str
-    depth: int
-    width: int
-    parameters: int
-    loop_weight: float
-    target: float
-    reached_step: int | None
-    reached_seconds: float | None
-    steps: int
-    seconds: float
-    cap: int
-    final_probe_acc: float | None
-    evaluation: EvalResult
-    fold: FoldResult | None
-    similarity: SimilarityRecord | None
-    size_setting: str = ""  # ``benchmark.config.schema.size_name`` of the run's size config
-
-    @property
-    def train_size(self) -> int:
-        return self.evaluation.run.train_size
-
-    @property
-    def biggest_size(self) -> int:
-        return max(self.evaluation.sizes)
-
-
-def model_kind(model_node: Any) -> str:
-    """The study's kind of a run's ``model`` config node (see the module docstring): the kind its
-    class declares, a "shared" one split by depth into ``in-block`` and ``depth-wise``."""
-    if "_target_" not in model_node:  # written by hand (every run's config.yaml has one): the schema's default target
-        schema = ModelConfig if "templates" in model_node else BaselineModelConfig
-        model_node = {**model_node, "_target_": schema._target_}
-    kind = model_kind_of_config(model_node)
-    if kind == "shared":
-        return "depth-wise" if int(model_node.get("depth", 1)) > 1 else "in-block"
-    return kind
-
-
-
-
-def read_study_run(run_dir: Path) -> StudyRun:
-    """A finished run directory's figures for the study (its config.yaml, metrics.jsonl, eval.json, fold.json, lsm.json)."""
-    evaluation, info = read_run(run_dir)
-    run = RunDir(run_dir)
-    if not run.config.exists():
-        raise ConfigError(f"{run_dir} has no config.yaml: the study needs each run's composed config.")
-    cfg = OmegaConf.create(run.read_config())  # plain data: read, never instantiated
-    metrics = read_metrics(run_dir)
-    if not metrics:
-        raise ConfigError(f"{run_dir} has no metrics.jsonl records: the study needs each run's training log.")
-    target = cfg.train.stop_at_acc if cfg.train.get("stop_at_acc") is not None else 0.99
-    hit = reached(metrics, target)
-    return StudyRun(
-        run_dir=run_dir, task=info.task, model=info.model, seed=info.seed, kind=model_kind(cfg.model), depth=int(cfg.model.depth),
-        width=int(cfg.model.width), parameters=info.parameters, loop_weight=float(cfg.train.get("loop_weight", 0.0)),
-        target=float(target), reached_step=None if hit is None else hit["step"],
-        reached_seconds=None if hit is None else hit["seconds"], steps=metrics[-1]["step"], seconds=metrics[-1]["seconds"],
-        cap=int(cfg.train.epochs) * (int(cfg.size.n_train) // int(cfg.train.batch_size)),  # the loader drops the last partial batch
-        final_probe_acc=metrics[-1].get("probe_acc"), evaluation=evaluation, size_setting=size_name(cfg.size),
-        fold=FoldResult.read(run.fold) if run.fold.exists() else None, similarity=run.read_lsm())
-
-
-def read_study(folders: list[Path]) -> list[StudyRun]:
-    """Every finished puzzle run below ``folders``; refuses (ConfigError, one sentence) when there is none."""
-    try:
-        run_dirs = [d for d in find_runs(folders) if not is_classification_run(d)]
-        if not run_dirs:
-            unfinished = len(incomplete_runs(folders))
-            raise ConfigError(f"no finished puzzle run directories (folders with eval.json and config.yaml) under "
-                              f"{', '.join(map(str, folders))}" + (f" ({unfinished} incomplete)." if unfinished else "."))
-        runs = [read_study_run(d) for d in run_dirs]
-    except ResultFormatError as err:
-        raise ConfigError(str(err)) from err
-    # A task studied at several size settings (separate sweeps) is one study per setting.
-    settings = {task: {r.size_setting for r in runs if r.task == task} for task in {r.task for r in runs}}
-    return [replace(r, task=f"{r.task} {r.size_setting}") if len(settings[r.task]) > 1 else r for r in runs]
-
-
-def duplicate_notes(runs: list[StudyRun]) -> list[str]:
-    """One line per task, model and seed trained more than once (every table counts each run;
-    pairings by seed use the last)."""
-    counts: dict[tuple[str, str, int], int] = {}
-    for r in runs:
-        counts[(r.task, r.model, r.seed)] = counts.get((r.task, r.model, r.seed), 0) + 1
-    return [f"note: {task} / {model} seed {seed} has {n} runs; the tables count each, pairings by seed use the last."
-            for (task, model, seed), n in sorted(counts.items()) if n > 1]
-
-
-def incomplete_notes(folders: list[Path]) -> list[str]:
-    """One line per run directory below ``folders`` that never finished (INCOMPLETE marker): left
-    out of every table, so the study says which runs are missing and how far each got."""
-    notes = []
-    for run_dir in incomplete_runs(folders):
-        metrics = read_metrics(run_dir)
-        probe = next((m["probe_acc"] for m in reversed(metrics) if "probe_acc" in m), None)
-        got = (f"{metrics[-1]['step']} steps, last probe accuracy {100 * probe:.1f}%" if probe is not None
-               else f"{metrics[-1]['step']} steps" if metrics else "no training record")
-        notes.append(f"note: incomplete run left out of the tables (interrupted, diverged or crashed; resume=<it> continues it): "
-                     f"{run_dir} ({got}).")
-    return notes
-
-
 # ---------------------------------------------------------------------------- statistics
 def mean_sd(values: Iterable[float | None]) -> tuple[float, float]:
     """Mean and sample standard deviation of the values that are not None (NaN: none; sd 0 for one value)."""
@@ -399,80 +279,6 @@ def _groups(runs: list[StudyRun]) -> list[tuple[tuple[str, str], list[StudyRun]]
 
 
 # ---------------------------------------------------------------------------- markdown
-def _num(x: float, digits: int = 2) -> str:
-    return "-" if x is None or pd.isna(x) else f"{x:.{digits}f}"
-
-
-_pct = percent_mean_sd
-
-
-def _steps(x: float) -> str:
-    return "> cap" if x == math.inf else _num(x, 0)
-
-
-def _pm(mean: float, sd: float, digits: int = 0) -> str:
-    return "-" if pd.isna(mean) else f"{mean:.{digits}f} ± {0 if pd.isna(sd) else sd:.{digits}f}"
-
-
-def _table(header: list[str], rows: Iterable[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def speed_markdown(speed: pd.DataFrame) -> str:
-    return _table(["task", "model", "kind", "depth", "params", "reached / runs", "steps to target: mean ± sd", "median",
-                   "seconds to target: mean ± sd", "median", "cap (steps of the runs that missed)", "final probe acc %"],
-                  ([r.task, r.model, r.kind, r.depth, f"{r.parameters:,}", f"{r.reached}/{r.runs}", _pm(r.steps_mean, r.steps_sd),
-                    _steps(r.steps_median), _pm(r.seconds_mean, r.seconds_sd, 1), _steps(r.seconds_median) if r.seconds_median == math.inf
-                    else _num(r.seconds_median, 1), f"{r.cap} ({', '.join(map(str, r.missed_steps)) or '-'})",
-                    _pct(r.final_probe_mean, r.final_probe_sd)] for r in speed.itertuples()))
-
-
-def comparisons_markdown(comparisons: pd.DataFrame) -> str:
-    return _table(["task", "shared", "baseline", "depth", "seeds", "median steps ratio", "median seconds ratio",
-                   "steps ratio per seed"],
-                  ([c.task, c.model, c.baseline, c.depth, " ".join(map(str, c.seeds)), _num(c.steps_ratio), _num(c.seconds_ratio),
-                    " ".join(f"{k}: {_num(v)}" for k, v in c.seed_steps_ratios.items())] for c in comparisons.itertuples()))
-
-
-def loops_markdown(loops: pd.DataFrame) -> str:
-    return _table(["task", "model", "seed", "loops of >= 2 positions", "loops", "positions in loops >= 2", "block weights before → after",
-                   "params before → after", "fold change at training size (points)", "mean abs cos of paired layers"],
-                  ([r.task, r.model, r.seed, r.loops, r.num_loops, f"{r.loop_positions}/{r.positions}",
-                    f"{r.block_weights_before} → {r.block_weights_after}", f"{r.parameters_before:,} → {r.parameters_after:,}",
-                    _num(r.fold_delta_points, 3), _num(r.paired_cos, 3)] for r in loops.itertuples()))
-
-
-def loop_summary_markdown(summary: pd.DataFrame) -> str:
-    return _table(["task", "model", "loop weight", "seeds", "positions in loops", "loops", "mean abs cos of paired layers",
-                   "fold change (points)", "max abs fold change", "test size", "folded best %", "folded last %"],
-                  ([s.task, s.model, f"{s.loop_weight:g}", " ".join(map(str, s.seeds)), _pm(s.loop_positions_mean, s.loop_positions_sd, 1),
-                    _pm(s.num_loops_mean, s.num_loops_sd, 1), _pm(s.paired_cos_mean, s.paired_cos_sd, 3),
-                    _pm(s.fold_delta_points_mean, s.fold_delta_points_sd, 3), _num(s.max_abs_fold_delta_points, 3), s.size,
-                    _pct(s.folded_best_mean, s.folded_best_sd), _pct(s.folded_last_mean, s.folded_last_sd)]
-                   for s in summary.itertuples()))
-
-
-def extrapolation_markdown(extrapolation: pd.DataFrame) -> str:
-    def cell(row: Any, label: str) -> str:
-        best = getattr(row, f"{label}_best")
-        if pd.isna(best):
-            return "-"
-        return (f"{100 * best:.1f} @{getattr(row, f'{label}_best_iter')} / {100 * getattr(row, f'{label}_last'):.1f} "
-                f"@{getattr(row, f'{label}_last_iter')}")
-
-    return _table(["task", "size", "model", "seed", "unfolded: best % @iter / last %", "folded", "recurrent (same seed)"],
-                  ([r.task, r.size, r.model, r.seed, cell(r, "unfolded"), cell(r, "folded"), cell(r, "recurrent")]
-                   for r in extrapolation.itertuples()))
-
-
-def claims_markdown(claims: pd.DataFrame) -> str:
-    return _table(["task", "claim", "comparison", "numbers", "seeds"],
-                  ([c.task, c.claim, c.comparison, c.numbers, " ".join(map(str, c.seeds))] for c in claims.itertuples()))
-
-
-# ---------------------------------------------------------------------------- figure
 def study_curves(runs: list[StudyRun]) -> pd.DataFrame:
     """Long table (task, size, train_iters, model, seed, iteration, accuracy) on each task's biggest
     test size: the folded depth-wise models (labelled ``<model> (folded)``), hard recurrence, in-block shared."""
@@ -537,8 +343,8 @@ def study(folders: list[Path], out: Path, step_cost: int = 0) -> dict[str, Any]:
     # One LSM heatmap per task, of its first depth-wise run (each run draws its own lsm.png).
     lsm_examples = {task: Path(g["run"].iloc[0]) / "lsm.png" for task, g in loops.groupby("task")} if not loops.empty else {}
     sections = [
-        "## Training speed", f"Steps and wall seconds to the first record whose probe accuracy reaches train.stop_at_acc; "
-        f"mean ± sd over the runs that reached it; the median counts a miss as slower than every hit.", speed_markdown(speed),
+        "## Training speed", "Steps and wall seconds to the first record whose probe accuracy reaches train.stop_at_acc; "
+        "mean ± sd over the runs that reached it; the median counts a miss as slower than every hit.", speed_markdown(speed),
         *(cap or [f"Cap rule held: every run reached the target or trained >= {CAP_FACTOR}x the fastest family's median steps."]), *notes,
         *([f"Probe accuracy during training, every run: ![training]({training_figure.name})"] if training_figure else []),
         *(["## Seconds per step, measured side by side", f"Each model's own training step, {step_cost} steps per measurement, "
@@ -558,69 +364,6 @@ def study(folders: list[Path], out: Path, step_cost: int = 0) -> dict[str, Any]:
                 loop_summary=_records(summary), extrapolation=_records(extrapolation), claims=_records(claims))
     write_json(out / "study.json", data)
     return data
-
-
-# ---------------------------------------------------------------------------- step cost
-def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: int = 1) -> pd.DataFrame:
-    """Seconds per training step of each (task, model), measured in this process, interleaved.
-
-    The runs' own wall seconds are only comparable when the machine was quiet; a study whose jobs
-    shared the cores with other work is timed again here: for the first run of each model, its
-    own training step (``benchmark.training.step.train_step`` on ``progressive_loss`` with the run's alpha, iterations,
-    detached extra iterations, loop regulariser, clipping, optimizer and precision) on
-    ``train.batch_size`` samples of its training size, ``steps`` steps per measurement after one
-    warm-up step, the models interleaved within each of ``repeats`` rounds (A B C A B C) so that
-    load drifts hit all alike. The medians then turn steps to target into seconds at equal load.
-    """
-    import torch
-
-    from benchmark.infra.checkpoint import load_checkpoint
-    from benchmark.config.schema import TrainConfig
-    from benchmark.training.loop_regulariser import training_regulariser
-    from benchmark.training.losses import progressive_loss
-    from benchmark.training.optim import make_optimizer
-    from benchmark.training.step import train_step
-
-    torch.set_num_threads(threads)
-    first: dict[tuple[str, str], StudyRun] = {}
-    for r in sorted(runs, key=lambda r: (r.task, r.model, r.seed)):
-        first.setdefault((r.task, r.model), r)
-    steppers = {}
-    for key, r in first.items():
-        cfg = OmegaConf.create(RunDir(r.run_dir).read_config())
-        model, ckpt = load_checkpoint(RunDir(r.run_dir).model, map_location="cpu")
-        model.precision = cfg.get("precision", "fp32")
-        train = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-        detach_extra = train.detach_extra if model.iteration_limit is None else 0  # as fit does
-        x, y = ckpt.task.dataset(r.train_size, train.batch_size, seed=0).tensors
-        optimizer, generator = make_optimizer(model, train), torch.Generator().manual_seed(0)
-
-        def step(model=model, train=train, x=x, y=y, optimizer=optimizer, generator=generator, task=ckpt.task,
-                 detach_extra=detach_extra, regulariser=training_regulariser(train)) -> None:
-            train_step(model, lambda: progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra,
-                                                       train.progressive_min_iters),
-                       optimizer, clip=train.clip, regulariser=regulariser)
-
-        model.train()
-        step()  # warm-up: oneDNN picks its kernels on the first call
-        steppers[key] = step
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in steppers}
-    for _ in range(repeats):
-        for key, step in steppers.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            times[key].append((time.perf_counter() - start) / steps)
-    return pd.DataFrame([dict(task=task, model=model, seconds_per_step=float(np.median(t)), repeats=t, threads=threads)
-                         for (task, model), t in times.items()])
-
-
-def step_cost_markdown(costs: pd.DataFrame, speed: pd.DataFrame) -> str:
-    merged = speed.merge(costs, on=["task", "model"])
-    return _table(["task", "model", "seconds per step (median)", "steps to target: median", "seconds to target at that cost: median"],
-                  ([r.task, r.model, f"{r.seconds_per_step:.3f}", _steps(r.steps_median),
-                    _steps(r.steps_median) if not math.isfinite(r.steps_median) else f"{r.steps_median * r.seconds_per_step:.0f}"]
-                   for r in merged.itertuples()))
 
 
 def _relative(path: Path, start: Path) -> str:
