@@ -67,7 +67,8 @@ def test_the_four_training_loops_take_the_one_step(monkeypatch, tmp_path):
     """fit, the classification epochs, the speed benchmark's trainer and the study's step timer
     (its test: tests/test_study.py) all step through benchmark.training.step.train_step."""
     import benchmark.analysis.step_cost as step_cost
-    import benchmark.devtools.bench as bench
+    import benchmark.devtools.bench_cases as bench
+    from tasks.maze import MazeTask
     import benchmark.pipelines.classification as classification
     import benchmark.training.trainer as trainer
 
@@ -97,8 +98,8 @@ def test_the_four_training_loops_take_the_one_step(monkeypatch, tmp_path):
     assert callers[2:] == ["train_epoch", "train_epoch"]
 
     scale = bench.QUICK
-    model = bench.build_model(bench.MazeTask(), bench.settings(scale)[0], scale)
-    bench.Trainer(model, bench.MazeTask(), bench.training_batches(bench.MazeTask(), scale), scale, bench.settings(scale)[0],
+    model = bench.build_model(MazeTask(), bench.settings(scale)[0], scale)
+    bench.Trainer(model, MazeTask(), bench.training_batches(MazeTask(), scale), scale, bench.settings(scale)[0],
                   torch.device("cpu")).steps(2)
     assert callers[4:] == ["steps", "steps"]
 
