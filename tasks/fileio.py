@@ -8,6 +8,7 @@ destination keeps its previous content, if it had one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -17,11 +18,68 @@ from pathlib import Path
 from typing import IO, Any
 
 
+# The errors of writing a file that are the place's, not the program's: a full disk or quota, a
+# read-only filesystem, no permission (an immutable file included), a parent that is missing or
+# not a directory, a file too big. ``atomic_path`` turns them into a ``WriteError`` naming the file.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
+                          errno.ENOTDIR, errno.EISDIR, errno.EFBIG, errno.ENAMETOOLONG})
+
+
+class WriteError(OSError):
+    """A file that could not be written where it was asked for (``WRITE_ERRNOS``); its message is one
+    sentence naming the file, and the file keeps its previous content or stays absent."""
+
+    def __init__(self, path: str | Path, err: OSError, message: str | None = None) -> None:
+        reason = err.strerror or type(err).__name__
+        super().__init__(err.errno, (message or "cannot write {path} ({reason}); nothing was written there").format(path=path, reason=reason))
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return f"{self.strerror}."
+
+
+def write_error(path: str | Path, err: BaseException) -> WriteError | None:
+    """``err`` as a ``WriteError`` naming ``path`` when it is one of ``WRITE_ERRNOS``, else None."""
+    if isinstance(err, WriteError):
+        return err
+    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+        return WriteError(path, err)
+    return None
+
+
+def check_writable_dir(directory: str | Path, what: str = "the output") -> Path:
+    """Refuse, before any work, a directory where no file can be created: a probe file is created
+    and removed in it (``tempfile``), which is what the writes will do, so it holds for root too
+    (a read-only mount, an immutable directory, a path below a regular file); a directory that does
+    not exist yet is probed in its nearest existing parent (where it would be made). Raises ``WriteError``
+    (one sentence naming the directory and ``what`` goes there); returns the directory."""
+    directory = probe_dir = Path(directory)
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:  # a folder the command would make: its nearest existing parent
+        probe_dir = probe_dir.parent
+    try:
+        if not probe_dir.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe_dir))
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=probe_dir)
+    except OSError as err:
+        raise WriteError(directory, err, f"cannot write {what} into {{path}} ({{reason}}); nothing was computed or written") from err
+    os.close(fd)
+    os.unlink(probe)
+    return directory
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically. A write
+    the place refuses (``WRITE_ERRNOS``: a full disk, a read-only folder, ...) is a ``WriteError``
+    naming ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        failure = write_error(path, err)
+        if failure is None:
+            raise
+        raise failure from err
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp makes the file private (0600); a published result gets the usual mode (0666 less the umask).
@@ -33,9 +91,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:  # the bytes must be on disk before the rename publishes them
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         tmp_path.unlink(missing_ok=True)
-        raise
+        failure = write_error(path, err)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:
@@ -107,4 +168,5 @@ def npz_arrays(path: str | Path, max_file_bytes: int = MAX_NPZ_FILE_BYTES,
     return arrays
 
 
-__all__ = ["MAX_NPZ_ARRAY_BYTES", "MAX_NPZ_FILE_BYTES", "atomic_path", "npz_arrays", "write_atomic", "write_json", "write_text"]
+__all__ = ["MAX_NPZ_ARRAY_BYTES", "MAX_NPZ_FILE_BYTES", "WRITE_ERRNOS", "WriteError", "atomic_path", "check_writable_dir", "npz_arrays",
+           "write_atomic", "write_error", "write_json", "write_text"]

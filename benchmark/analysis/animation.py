@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402  (pillow comes with matplotlib)
 from benchmark.config.schema import ConfigError, data_seeds, exit_on_user_error  # noqa: E402
 from benchmark.infra.rundir import RunDir  # noqa: E402
 from benchmark.evaluation.rescore import _Parser, load_run  # noqa: E402
-from tasks.fileio import atomic_path  # noqa: E402
+from tasks.fileio import atomic_path, check_writable_dir  # noqa: E402
 from benchmark.evaluation.settling import SettleDetector, Settling, settle_point  # noqa: E402,F401  (settle_point: re-exported)
 from tasks.base import Task, TaskError  # noqa: E402
 from tasks.shortest_path import ShortestPathTask  # noqa: E402
@@ -233,6 +233,10 @@ def run(argv: list[str] | None = None) -> tuple[Path, Settling, int]:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")
     if args.index < 0:
         raise ConfigError(f"--index must be zero or positive, got {args.index}.")
+    # Where the GIF goes must take a file before the model is loaded or run (a read-only run directory).
+    target_dir = args.out.parent if args.out is not None else args.run_dir
+    if target_dir.is_dir():
+        check_writable_dir(target_dir, "the animation")
     model, ckpt, cfg, device = load_run(args.run_dir, args.device)
     n_test = cfg.get("size", {}).get("n_test") if isinstance(cfg.get("size"), dict) else None
     if not isinstance(n_test, int) or isinstance(n_test, bool) or n_test < 1:

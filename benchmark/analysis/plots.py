@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from tasks.fileio import atomic_path  # noqa: E402
-from benchmark.infra.results import ClassificationResult, EvalResult, FoldResult, SimilarityRecord  # noqa: E402
+from tasks.fileio import atomic_path, check_writable_dir  # noqa: E402
+from benchmark.config.schema import CommandParser, ConfigError, exit_on_user_error  # noqa: E402
+from benchmark.infra.results import ClassificationResult, EvalResult, FoldResult, ResultFormatError, SimilarityRecord  # noqa: E402
 from benchmark.infra.rundir import RunDir  # noqa: E402
 
 
@@ -156,38 +156,70 @@ def plot_similarity(record: SimilarityRecord, path: Path) -> Path:
                     group_size={name: bank.layers_per_position for name, bank in record.banks.items()})
 
 
-def plot_run(run_dir: str | Path) -> list[Path]:
-    """Draw every plot a run directory has the data for; returns the files written."""
+# The fields each training plot draws: a metrics.jsonl without them cannot be drawn.
+_TRAINING_FIELDS = ("step", "loss", "train_acc")
+_CLASSIFICATION_FIELDS = ("epoch", "loss")
+
+
+def run_plots(run_dir: str | Path) -> list[Callable[[], Path]]:
+    """Every plot a run directory has the data for, each as a function that draws and writes it.
+
+    Every file the plots need is read and checked here, before any is drawn: a damaged one is a
+    ``ResultFormatError`` (one sentence) and nothing is written."""
     run = RunDir(run_dir)
     run_dir = run.path
-    written = []
+    plots: list[Callable[[], Path]] = []
     loaded = run.read_eval() if run.eval.exists() else None
     classification = isinstance(loaded, ClassificationResult)
     result = None if classification else loaded  # a puzzle run's accuracy per iteration
     if result is not None:
-        written.append(plot_extrapolation(result, run_dir / "extrapolation.png"))
+        plots.append(lambda: plot_extrapolation(result, run_dir / "extrapolation.png"))
     metrics = read_metrics(run_dir)
     if metrics:
+        fields = _CLASSIFICATION_FIELDS if classification else _TRAINING_FIELDS
+        missing = [f for f in fields if not any(f in m for m in metrics)]
+        if missing:
+            raise ResultFormatError(f"{run.metrics} has no {', '.join(missing)} field in any record: it is not a run's metrics.jsonl.")
         draw = plot_classification_training if classification else plot_training
-        written.append(draw(metrics, run_dir / "training.png"))
+        plots.append(lambda: draw(metrics, run_dir / "training.png"))
     record = run.read_lsm()
-    if record is not None:
-        if record.banks:
-            written.append(plot_similarity(record, run_dir / "lsm.png"))
+    if record is not None and record.banks:
+        plots.append(lambda: plot_similarity(record, run_dir / "lsm.png"))
     if run.fold.exists() and result is not None:
-        written.append(plot_extrapolation(result, run_dir / "extrapolation_folded.png", folding=FoldResult.read(run.fold)))
+        folding = FoldResult.read(run.fold)
+        plots.append(lambda: plot_extrapolation(result, run_dir / "extrapolation_folded.png", folding=folding))
+    return plots
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Draw every plot a run directory has the data for; returns the files written."""
+    return [draw() for draw in run_plots(run_dir)]
+
+
+def run(argv: list[str] | None = None) -> list[Path]:
+    """Parse, read and check every run directory, refuse one that cannot be written, then draw;
+    returns the files written. Raises ``ConfigError`` (or another ``USER_ERRORS``) before writing."""
+    parser = CommandParser(prog="python -m benchmark.plot", description="Redraw the plots of run directories.")
+    parser.add_argument("run_dirs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    planned = []
+    for run_dir in args.run_dirs:
+        if not RunDir(run_dir).eval.is_file() and not RunDir(run_dir).metrics.is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (it has neither eval.json nor metrics.jsonl).")
+        planned.append(run_plots(run_dir))
+        check_writable_dir(run_dir, "the plots")
+    written = []
+    for plots in planned:
+        for draw in plots:
+            written.append(draw())
+            print(written[-1])
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Redraw the plots of run directories.")
-    parser.add_argument("run_dirs", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    for run_dir in args.run_dirs:
-        if not RunDir(run_dir).eval.exists() and not RunDir(run_dir).metrics.exists():
-            parser.error(f"{run_dir} is not a run directory (it has neither eval.json nor metrics.jsonl).")
-        for path in plot_run(run_dir):
-            print(path)
+    """Command-line entry: user errors (a damaged file, a folder that cannot be written) end with
+    one sentence on stderr and exit status 2, before anything is drawn."""
+    exit_on_user_error(run, argv)
 
 
 def plot_settling(result: EvalResult, path: Path) -> Path:

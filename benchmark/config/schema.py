@@ -15,13 +15,14 @@ written: a bad value is a ``ConfigError`` with one sentence naming what is accep
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, NoReturn, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -31,7 +32,9 @@ from benchmark.infra.distributed import env_world_size
 from benchmark.training.loop_regulariser import LOOP_FORMS
 from benchmark.models.recurrent import RECALL_INITS
 from benchmark.infra.precision import PRECISIONS
+from benchmark.infra.results import ResultFormatError
 from tasks.base import Task, TaskError, is_integer
+from tasks.fileio import WriteError
 
 
 class ConfigError(ValueError):
@@ -387,14 +390,44 @@ def check_memory(cfg: DictConfig, task: Task) -> None:
                                f"a run may use here; choose smaller sizes or fewer samples.")
 
 
+# What a command reports as one sentence and exit status 2 (``exit_on_user_error``, and
+# ``benchmark.pipelines.algorithmic.run_or_exit`` for runs): a bad option or value, a damaged file
+# a command reads, and a place that cannot be written (a full disk, a read-only folder).
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, TaskError, ResultFormatError, WriteError)
+EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130  # 130: the shell's status for Ctrl-C (128 + SIGINT)
+INTERRUPTED_NOTE = "interrupted; every file is written whole or not at all, so none was left half-written."
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's argument parser whose own errors (an unknown flag, a non-integer) are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {message}.\n")
+
+
+def quiet_interrupts() -> None:
+    """Ignore further Ctrl-C from now on: a command that is already ending on one ends with its one line."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` the way a command ends it: a user error (``ConfigError``, ``TaskError``) is
-    one sentence on stderr and exit status 2; anything else keeps its traceback."""
+    """``fn(*args)`` the way a command ends it: a user error (``USER_ERRORS``: ``ConfigError``,
+    ``TaskError``, a damaged results file, a place that cannot be written) is one sentence on
+    stderr and exit status 2; Ctrl-C is one line and exit status 130 (a second Ctrl-C meanwhile
+    changes nothing: the writes are atomic); anything else keeps its traceback."""
     try:
         return fn(*args)
-    except (ConfigError, TaskError) as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        quiet_interrupts()
+        print(INTERRUPTED_NOTE, file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def data_seeds(seed: int) -> tuple[int, int]:

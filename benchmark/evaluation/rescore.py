@@ -49,7 +49,7 @@ from benchmark.analysis.folding import fold
 from benchmark.infra.results import DataSource, EvalResult, Reevaluation, ResultFormatError
 from benchmark.infra.rundir import RunDir
 from tasks.base import Task, TaskError
-from tasks.fileio import npz_arrays
+from tasks.fileio import check_writable_dir, npz_arrays
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,6 +102,19 @@ def _run_config(run_dir: Path) -> dict:
     if not ok or cfg["seed"] < 0 or cfg["train"]["iters"] < 1:
         raise ConfigError(f"{path} is not a run's config: it needs a task, an integer seed >= 0 and train.iters >= 1.")
     return cfg
+
+
+def _fold_threshold(cfg: dict, run_dir: Path, needed: bool) -> float | None:
+    """The run's own ``eval.fold_threshold`` (the default when its config has none), a number in
+    (0, 1]; a value that is not is one sentence when ``needed`` (no ``--fold-threshold``), else None."""
+    eval_cfg = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
+    value = eval_cfg.get("fold_threshold", EvalConfig.fold_threshold)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value <= 1.0:
+        return float(value)
+    if needed:
+        raise ConfigError(f"{RunDir(run_dir).config} has eval.fold_threshold {value!r}, not a number in (0, 1]: "
+                          f"give --fold-threshold T with 0 < T <= 1.")
+    return None
 
 
 def _check_same_task(ckpt: Checkpoint, cfg: dict, run_dir: Path) -> None:
@@ -241,11 +254,20 @@ def run(argv: list[str] | None = None) -> dict:
         raise ConfigError("--compare-halting and --histogram need halting: give --halt K with K >= 1.")
     if args.histogram is not None and (args.histogram.suffix.lower() != ".png" or not args.histogram.parent.is_dir()):
         raise ConfigError(f"--histogram must name a .png file in an existing directory, got {args.histogram}.")
+    # The results must have a place to go before anything is loaded or computed: a run directory
+    # that cannot be written (read-only, a full disk's quota aside) is refused now, not after the work.
+    if args.run_dir.is_dir():
+        check_writable_dir(args.run_dir, "the evaluation results")
+    if args.histogram is not None:
+        check_writable_dir(args.histogram.parent, "the histogram")
     model, ckpt, cfg, device = load_run(args.run_dir, args.device, args.precision)
     task = ckpt.task
     if args.fold and not (isinstance(model, FoldableModel) and model.bank.learns_coefficients):  # as in the run (run.py): no learned bank, no fold
         raise ConfigError(f"--fold needs a model whose template bank learns its mixing coefficients "
                           f"(shared, depth_k2, ...); {args.run_dir} holds model '{ckpt.model_args.get('name')}'.")
+    if args.fold:
+        own = _fold_threshold(cfg, args.run_dir, needed=args.fold_threshold is None)
+        threshold = own if args.fold_threshold is None else args.fold_threshold
 
     if args.data is not None:
         size, data, digest = _external_data(task, args.data)
@@ -268,9 +290,6 @@ def run(argv: list[str] | None = None) -> dict:
         # Fold at the threshold the run itself folded with, so this re-scores the run's own fold
         # on other or more samples (e.g. enough to resolve a fold change of 0.05 points).
         # --fold-threshold folds at another threshold, under a name that says which.
-        eval_cfg = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
-        own = float(eval_cfg.get("fold_threshold", EvalConfig.fold_threshold))
-        threshold = own if args.fold_threshold is None else args.fold_threshold
         model, report = fold(model, threshold)
         name = name.removesuffix(".json") + ("_folded.json" if threshold == own else f"_folded{threshold:g}.json")
         title += f", folded into {report.num_loops} loop(s)"

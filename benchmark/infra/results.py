@@ -43,6 +43,8 @@ def _read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise ResultFormatError(f"{path} is not valid JSON ({err}).") from err
+    except (OSError, UnicodeDecodeError, RecursionError) as err:  # unreadable, a directory, not UTF-8, nested too deep
+        raise ResultFormatError(f"cannot read {path} as JSON ({type(err).__name__}).") from err
 
 
 def _parse(path: str | Path, what: str, build: Any, data: Any = None) -> Any:

@@ -26,13 +26,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from benchmark.models.contract import FoldableModel
 from benchmark.infra import distributed, precision
 from benchmark.infra.checkpoint import checkpoint_fields, save_checkpoint
-from benchmark.config.schema import DEVICE_PATTERN, ConfigError, check_config, data_seeds, size_name
+from benchmark.config.schema import DEVICE_PATTERN, USER_ERRORS, ConfigError, check_config, data_seeds, quiet_interrupts, size_name
 from benchmark.evaluation.extrapolation import evaluate, format_table
 from benchmark.analysis.folding import fold
 from benchmark.training.loop_regulariser import training_regulariser
-from benchmark.models.recurrent import RecurrentConvNet
 from benchmark.infra.results import EvalResult, FoldResult, RunInfo, Timing
 from benchmark.infra.rundir import RunDir
 from benchmark.analysis.similarity import similarity_record
@@ -327,7 +327,7 @@ def analyse_sharing(model: torch.nn.Module, before: EvalResult, score: Callable[
     the fold's result, or None when the model has no learned bank to fold.
     """
     RunDir(run_dir).write_lsm(similarity_record(model))
-    if not isinstance(model, RecurrentConvNet) or not model.bank.learns_coefficients:
+    if not isinstance(model, FoldableModel) or not model.bank.learns_coefficients:
         return None
     folded, report = fold(model, threshold)
     if not report.merged and model.iteration_limit == folded.iteration_limit:
@@ -360,17 +360,19 @@ def run_or_exit(run_fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     say = print if distributed.is_main() else (lambda *args, **kwargs: None)  # under torchrun, rank 0 speaks for all
     try:
         return run_fn(cfg)
-    except (ConfigError, TaskError) as err:
+    except USER_ERRORS as err:  # a bad option, a damaged file read, a place that cannot be written
         say(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except NonFiniteLoss as err:
         say(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
     except RunInterrupted as err:
+        quiet_interrupts()
         saved = f"training state saved at step {err.step}" if err.step is not None else "run directory kept"
         say(f"interrupted ({saved}); resume with: {resume_command(err.run_dir)}", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
+        quiet_interrupts()
         say("interrupted before the run directory was made; nothing was written.", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
 
