@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from baselines.feedforward import FeedForwardNet
 from baselines.wrn import UnsharedWideResNet
 from benchmark.models import registry
-from benchmark.infra.checkpoint import FORMAT, LEGACY_FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
+from benchmark.infra.checkpoint import FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
 from benchmark.config.schema import ConfigError
 from benchmark.models.recurrent import RecurrentConvNet
 from benchmark.models.wide_resnet import WideResNet
@@ -47,7 +47,7 @@ def _write(tmp_path, ckpt, name="crafted.pt"):
 
 def _legacy(raw: dict) -> dict:
     """The same checkpoint as format 1 wrote it: Hydra configs with their _target_."""
-    return dict(format=LEGACY_FORMAT, model=dict(MODEL), task=dict(TASK), spec=raw["spec"], state_dict=raw["state_dict"])
+    return dict(format="algoreason-checkpoint-1", model=dict(MODEL), task=dict(TASK), spec=raw["spec"], state_dict=raw["state_dict"])
 
 
 # ---------------------------------------------------------------------------- what is stored
@@ -105,12 +105,12 @@ def test_registry_entries_are_the_project_classes():
     assert all(registry.resolve("task", name).name == name for name in registry.TASKS)
 
 
-def test_format_1_checkpoints_with_allowed_targets_still_load(saved, tmp_path):
-    model, _, raw = saved
-    loaded, ckpt = load_checkpoint(_write(tmp_path, _legacy(raw)))
-    assert ckpt.model_name == "recurrent_conv" and ckpt.task_name == "maze"
-    x = torch.from_numpy(MazeTask().generate(9, 2, seed=1)[0])
-    torch.testing.assert_close(loaded(x, 2), model.eval()(x, 2), rtol=0, atol=0)
+def test_format_1_checkpoints_are_refused(saved, tmp_path):
+    """Format 1 stored Hydra configs (a ``_target_`` per entry): even with allowed targets it is refused."""
+    _, _, raw = saved
+    with pytest.raises(ConfigError, match="is not a benchmark checkpoint") as err:
+        load_checkpoint(_write(tmp_path, _legacy(raw)))
+    assert one_sentence(str(err.value))
 
 
 # ---------------------------------------------------------------------------- crafted files
@@ -144,7 +144,7 @@ def test_format_1_target_of_any_other_callable_is_refused(saved, tmp_path, victi
     ckpt[entry] = _payloads(victim)[payload]
     path = _write(tmp_path, ckpt)
     before = sorted(os.listdir(tmp_path))
-    with pytest.raises(ConfigError, match="is not one of the registered") as err:
+    with pytest.raises(ConfigError, match="is not a benchmark checkpoint") as err:
         load_checkpoint(path)
     assert one_sentence(str(err.value))
     _assert_untouched(tmp_path, victim, before)
@@ -183,7 +183,7 @@ def test_nested_target_in_a_format_1_config_is_refused(saved, tmp_path, victim, 
     ckpt["model"][field] = _payloads(victim)["write_text"]
     path = _write(tmp_path, ckpt)
     before = sorted(os.listdir(tmp_path))
-    with pytest.raises(ConfigError, match="nested _target_") as err:
+    with pytest.raises(ConfigError, match="is not a benchmark checkpoint") as err:
         load_checkpoint(path)
     assert one_sentence(str(err.value))
     _assert_untouched(tmp_path, victim, before)

@@ -197,7 +197,7 @@ def test_crafted_checkpoint_writes_nothing(maze_run, capsys):
                model={"_target_": "pathlib.Path.write_text", "self": str(victim), "data": "pwned"},
                task={"_target_": "builtins.open", "file": str(victim), "mode": "w"})
     torch.save(raw, run_dir / "model.pt")
-    assert "not one of the registered" in _refused(capsys, run_dir.parent, str(run_dir), "--sizes", "7")
+    assert "is not a benchmark checkpoint" in _refused(capsys, run_dir.parent, str(run_dir), "--sizes", "7")
     assert victim.read_text() == "precious"
 
 

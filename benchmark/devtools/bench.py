@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.models.contract import IterativeModel
 from benchmark.infra import precision
 from benchmark.infra.checkpoint import load_checkpoint
 from benchmark.infra.rundir import RunDir
@@ -173,7 +174,7 @@ def trained_model(path: Path, device: torch.device) -> nn.Module:
     model, ckpt = load_checkpoint(path)
     if ckpt.task_name != "maze":
         raise BenchError(f"--checkpoint must be a maze run, got a {ckpt.task_name} model in {path.parent}.")
-    if hasattr(model, "precision"):
+    if isinstance(model, IterativeModel):
         model.precision = precision.resolve("auto", device)
     return model.to(device)
 

@@ -15,8 +15,8 @@ argument's name and type against the class's constructor, and refuses anything e
 sentence (``ConfigError``). ``weights_only`` alone does not make a checkpoint safe: a stored
 Hydra ``_target_`` is plain data too, and instantiating it would run whatever it names.
 
-Checkpoints of format 1 stored Hydra configs; they still load when their ``_target_`` is exactly
-the import path of a registered class and every other field is plain.
+Checkpoints of format 1, which stored Hydra configs, are refused: none was ever published, and a
+stored ``_target_`` is exactly what a checkpoint must not carry.
 
 Bounded memory. A checkpoint's arguments decide how big a model is, so a crafted file of a few
 kilobytes could ask for terabytes (``depth=10**9``). Loading therefore allocates nothing that the
@@ -60,7 +60,6 @@ from tasks.fileio import atomic_path
 from tasks.base import Task, TaskError, TaskSpec
 
 FORMAT = "algoreason-checkpoint-2"
-LEGACY_FORMAT = "algoreason-checkpoint-1"
 FIELDS = ("format", "model", "task", "spec", "state_dict")
 _SPEC_FIELDS = ("dims", "in_channels", "num_classes")
 _SCALARS = (type(None), bool, int, float, str)
@@ -192,15 +191,6 @@ def save_checkpoint(model: torch.nn.Module, cfg: DictConfig, path: Path) -> None
 
 
 # ---------------------------------------------------------------------------- load
-def _legacy_entry(kind: str, node: Any, where: str) -> dict[str, Any]:
-    """A format-1 Hydra config node as ``{"name", "args"}``: its ``_target_`` must be exactly the
-    path of a registered class."""
-    if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
-        raise ConfigError(f"{where}: its {kind} entry must be a mapping with a _target_ string.")
-    args = {k: v for k, v in node.items() if k != "_target_"}
-    return dict(name=registry.name_of_path(kind, node["_target_"]), args=args)
-
-
 def _check_file(path: Path, what: str = "checkpoint", hint: str = "give the model.pt of a benchmark run") -> int:
     """The size of the checkpoint file at ``path``, checked before a byte of it is loaded: a regular
     file (not a pipe or a device) of at most ``MAX_CHECKPOINT_BYTES``, a zip archive whose members
@@ -233,7 +223,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
     except Exception as err:  # empty, truncated, random bytes, pickled objects: all "not a checkpoint"
         raise ConfigError(f"cannot read checkpoint {path}: it must be a model.pt written by a benchmark run "
                           f"({type(err).__name__}).") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, LEGACY_FORMAT):
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a benchmark checkpoint (expected format {FORMAT}).")
     unknown = sorted(str(k) for k in ckpt if k not in FIELDS)
     missing = [k for k in FIELDS if k not in ckpt]
@@ -319,10 +309,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     ckpt = _read(path, map_location)
     where = f"checkpoint {path}"
-    if ckpt["format"] == LEGACY_FORMAT:
-        model_entry, task_entry = (_legacy_entry(k, ckpt[k], where) for k in ("model", "task"))
-    else:
-        model_entry, task_entry = ckpt["model"], ckpt["task"]
+    model_entry, task_entry = ckpt["model"], ckpt["task"]
     for kind, entry in (("model", model_entry), ("task", task_entry)):
         if not isinstance(entry, dict) or set(entry) != {"name", "args"}:
             raise ConfigError(f"{where}: its {kind} entry must hold exactly 'name' and 'args'.")

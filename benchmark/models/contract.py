@@ -54,7 +54,7 @@ KINDS = ("shared", "recurrent", "unshared")
 # as their modules are imported (``benchmark.models.registry`` imports them all).
 MODELS: dict[str, str] = {}
 # A former import path of a registered class (before a module moved) -> its registered name, so
-# that a format-1 checkpoint or an old run's config.yaml naming the old path still maps to it.
+# that an old run's config.yaml naming the old path still maps to it.
 FORMER_PATHS: dict[str, str] = {}
 
 
@@ -109,6 +109,14 @@ class FoldableModel(IterativeModel, Protocol):
     fuse_recall: bool
 
 
+@runtime_checkable
+class ImageClassifier(Model, Protocol):
+    """A model of the classification pipeline (``benchmark.pipelines.classification``): logits from
+    images, and the parameter count of the unshared network it is compared with."""
+
+    def unshared_parameter_count(self) -> int: ...
+
+
 def missing_members(cls: type) -> list[str]:
     """The declarations of ``Model`` that class ``cls`` lacks: its ``kind`` and ``config_kind``
     (``name``, ``spec`` and ``forward`` every model sets or inherits from ``torch.nn.Module``)."""
@@ -155,5 +163,5 @@ def register_model(name: str, *, former_paths: tuple[str, ...] = ()) -> Callable
     return decorate
 
 
-__all__ = ["FORMER_PATHS", "FoldableModel", "IterativeModel", "KINDS", "MODELS", "Model", "kind_of", "missing_members",
+__all__ = ["FORMER_PATHS", "FoldableModel", "ImageClassifier", "IterativeModel", "KINDS", "MODELS", "Model", "kind_of", "missing_members",
            "register_model"]

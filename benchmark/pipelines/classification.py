@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from benchmark.models.contract import ImageClassifier
 from benchmark.infra import precision
 from benchmark.training.augment import augment, to_float
 from benchmark.models.bank import fold_model_banks
@@ -198,7 +199,7 @@ def run(cfg: DictConfig) -> ClassificationResult:
     splits["test"] = _take(splits["test"], cfg.size.n_test, "size.n_test", task.name)
     seed_everything(cfg.seed)
     model = build_model(cfg, task)
-    if not hasattr(model, "unshared_parameter_count"):
+    if not isinstance(model, ImageClassifier):
         raise ConfigError(f"task={task.name} needs an image classifier (model=wrn or model=swrn), got model {cfg.model.name!r}.")
 
     checkpoint_fields(model, cfg)  # an unregistered model or task class fails here, not after training
