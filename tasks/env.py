@@ -17,7 +17,7 @@ beside its class by ``tasks.registry.register_task``::
 ``gymnasium.make("tasks.env:algoreason/Maze-v0")`` imports it for you. Keyword arguments to
 ``gymnasium.make`` override the size and pass task options through, e.g.
 ``gymnasium.make("algoreason/Maze-v0", size=15, rendering="e2h")``. Plugin packages register
-their own tasks' environments with ``register_task_env`` (``tasks.registry``); ``TaskEnv`` can also be built directly from a Task
+their own tasks' environments with ``register_task_env`` (``tasks.registry``); ``TaskEnv`` can also be built directly from a registered task name, a Task
 instance, a Task class or an import path.
 """
 
@@ -33,24 +33,57 @@ import torch
 from tasks.base import Task
 from tasks.registry import ENTRY_POINT, import_builtins, register_task_env
 
-__all__ = ["ENTRY_POINT", "TaskEnv", "register_task_env", "resolve_task"]
+__all__ = ["ENTRY_POINT", "TaskEnv", "register_task_env", "registered_tasks", "resolve_task"]
+
+
+def registered_tasks() -> dict[str, str]:
+    """Every registered task ``name -> "module:Class"``: the project's own (``tasks.registry.TASKS``),
+    then those of installed plugins (the ``algoreason.tasks`` entry-point group)."""
+    from importlib.metadata import entry_points
+
+    table = dict(import_builtins())
+    for point in entry_points(group="algoreason.tasks"):
+        table.setdefault(point.name, point.value)
+    return table
+
+
+def _task_path(task: str) -> str:
+    """The ``"module:Class"`` a string names: a registered task name (``"maze"``) or the import path
+    of a registered class first; otherwise an import path as given, which is how a plugin's
+    environment names its class (``register_task_env``; docs/adding_a_task.md)."""
+    table = registered_tasks()
+    if task in table:
+        return table[task]
+    for path in table.values():
+        if task in (path, path.replace(":", ".")):
+            return path
+    module_name, sep, attr = task.partition(":") if ":" in task else task.rpartition(".")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"task must be a registered task name ({', '.join(sorted(table))}) or an import path "
+                         f"'package.module.Class', got {task!r}.")
+    return f"{module_name}:{attr}"
 
 
 def resolve_task(task: Task | type[Task] | str, **task_options: Any) -> Task:
-    """A Task instance from an instance, a Task subclass or an import path.
+    """A Task instance from an instance, a Task subclass, a registered task name or an import path.
 
-    Import paths are ``"package.module.Class"`` or ``"package.module:Class"``; options are
-    passed to the class's constructor (they are not allowed with an instance).
+    A string is looked up among the registered tasks first (``"maze"``, ``"tasks.maze.MazeTask"``);
+    any other is imported as ``"package.module.Class"`` or ``"package.module:Class"`` (a plugin's
+    class), and one that is not importable is a ``ValueError`` of one sentence. Options are passed
+    to the class's constructor (they are not allowed with an instance).
     """
     if isinstance(task, Task):
         if task_options:
             raise TypeError(f"task options {sorted(task_options)} can only be given with a task class or import path.")
         return task
     if isinstance(task, str):
-        module_name, sep, attr = task.partition(":") if ":" in task else task.rpartition(".")
-        if not sep or not module_name or not attr:
-            raise ValueError(f"task import path must look like 'package.module.Class', got {task!r}.")
-        task = getattr(importlib.import_module(module_name), attr)
+        module_name, _, attr = _task_path(task).partition(":")
+        try:
+            task = getattr(importlib.import_module(module_name), attr)
+        except Exception as err:  # not installed, broken on import, no such attribute: not a task this can build
+            first_line = (str(err).splitlines() or [""])[0]
+            raise ValueError(f"task {task!r} is neither a registered task name ({', '.join(sorted(registered_tasks()))}) "
+                             f"nor an importable class ({type(err).__name__}: {first_line}).") from err
     if not (isinstance(task, type) and issubclass(task, Task)):
         raise TypeError(f"task must be a Task instance, a Task subclass or an import path to one, got {task!r}.")
     return task(**task_options)

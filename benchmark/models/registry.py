@@ -28,8 +28,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from importlib.metadata import entry_points
+from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config.schema import ConfigError
 from benchmark.models.contract import FORMER_PATHS, KINDS, MODELS, kind_of, missing_members
@@ -71,7 +73,12 @@ def resolve(kind: str, name: str) -> type:
         raise ConfigError(f"unknown {kind} class {name!r}: a checkpoint may name only {sorted(table)} "
                           f"(plugins add to these through the {GROUPS[kind]!r} entry-point group).")
     module, _, attr = table[name].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except Exception as err:  # a plugin not installed any more, broken on import, or naming no such class
+        first_line = (str(err).splitlines() or [""])[0]
+        raise ConfigError(f"the {kind} registered as {name!r} ({table[name]}) cannot be imported "
+                          f"({type(err).__name__}: {first_line}): reinstall or repair the package that registers it.") from err
     if not (isinstance(cls, type) and issubclass(cls, _BASES[kind])):
         raise ConfigError(f"the {kind} registered as {name!r} ({table[name]}) is not a model or task class.")
     if kind == "model" and missing_members(cls):
@@ -111,6 +118,50 @@ def name_of_path(kind: str, path: str) -> str:
                       f"{sorted(v.replace(':', '.') for v in registered(kind).values())}.")
 
 
+# What the root config's ``pipeline._target_`` may name (configs/pipeline/).
+PIPELINES = ("benchmark.pipelines.algorithmic.main", "benchmark.pipelines.classification.main")
+# Nodes whose ``_target_`` ``benchmark.config.schema.check_config`` checks against its own allow-lists
+# (the optimizer and the schedule), before the pipeline instantiates them.
+_PARTIALS = ("train.optimizer", "train.scheduler")
+
+
+def _target_paths(node: Any, path: str = "") -> list[str]:
+    """The dotted key paths (``"task"``, ``"model.block"``) of every node of plain ``node`` holding a ``_target_``."""
+    found = []
+    if isinstance(node, dict):
+        if "_target_" in node:
+            found.append(path)
+        for key, value in node.items():
+            found += _target_paths(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _target_paths(value, f"{path}[{index}]")
+    return found
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Before anything of a composed config is instantiated: ``task._target_`` and ``model._target_``
+    must name registered classes (``name_of_path``), ``pipeline._target_`` one of ``PIPELINES``, and
+    no other node may hold a ``_target_`` (Hydra would call whatever it names, ``model.x._target_=os.system``
+    included); anything else is a ``ConfigError`` of one sentence."""
+    plain = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+    for path in _target_paths(plain):
+        if path in _PARTIALS:  # the optimizer and schedule partials: check_config holds their allow-lists
+            continue
+        if path not in ("task", "model", "pipeline"):
+            raise ConfigError(f"{path}._target_ cannot be set: only task._target_, model._target_ and pipeline._target_ "
+                              f"name code (registered classes), and train.optimizer and train.scheduler (allowed partials).")
+        try:
+            target = OmegaConf.select(cfg, f"{path}._target_", throw_on_missing=True)
+        except Exception as err:  # an interpolation that does not resolve
+            raise ConfigError(f"{path}._target_ does not resolve ({type(err).__name__}): give a registered {path} class.") from err
+        if path == "pipeline":
+            if target not in PIPELINES:
+                raise ConfigError(f"pipeline._target_ must be one of {', '.join(PIPELINES)}, got {target!r}.")
+        else:
+            name_of_path(path, target)
+
+
 def model_kind_of_config(node) -> str:
     """The kind (``benchmark.models.contract.KINDS``) of the model a config node describes, read
     as data: its ``_target_`` must name a registered model class (a former path counts), whose
@@ -126,5 +177,5 @@ def model_kind_of_config(node) -> str:
     return kind if kind in KINDS else "unknown"
 
 
-__all__ = ["GROUPS", "MODELS", "TASKS", "kind_of", "model_kind_of_config", "name_of", "name_of_path", "registered",
+__all__ = ["GROUPS", "MODELS", "PIPELINES", "TASKS", "check_targets", "kind_of", "model_kind_of_config", "name_of", "name_of_path", "registered",
            "resolve"]
