@@ -29,7 +29,6 @@ Run directories that still hold the INCOMPLETE marker (interrupted, diverged or 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -40,7 +39,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from tasks.fileio import write_atomic, write_text  # noqa: E402
+from tasks.fileio import check_writable_dir, write_atomic, write_text  # noqa: E402
+from benchmark.config.schema import CommandParser, ConfigError, exit_on_user_error  # noqa: E402
 from benchmark.analysis.plots import plot_accuracy_vs_size, read_metrics, save_figure  # noqa: E402
 from benchmark.infra.results import (  # noqa: E402
     BankFoldResult,
@@ -313,8 +313,20 @@ def report_classification(folders: list[Path], out: Path) -> pd.DataFrame | None
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Tabulate and plot a set of benchmark runs.")
+def check_runs(folders: list[Path]) -> None:
+    """Read and check every file of every finished run the report reads (eval.json, fold.json,
+    metrics.jsonl), so that a damaged one is one sentence before any table or plot is written."""
+    for run_dir in find_runs(folders):
+        if is_classification_run(run_dir):
+            classification_row(run_dir)
+        else:
+            run_rows(run_dir)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Parse, check every run and the output folder, then write the tables and plots. Raises
+    ``ConfigError`` (or another ``USER_ERRORS``) before anything is written."""
+    parser = CommandParser(prog="python -m benchmark.report", description="Tabulate and plot a set of benchmark runs.")
     parser.add_argument("folders", nargs="+", type=Path, help="folders searched recursively for run directories")
     parser.add_argument("--out", type=Path, help="where to write the tables and plots (default: the first folder)")
     args = parser.parse_args(argv)
@@ -323,15 +335,30 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
     out = args.out or args.folders[0]
     try:
+        check_runs(args.folders)
+    except ResultFormatError:
+        raise
+    except ValueError as err:  # a table of damaged numbers (pandas): the files, not the program
+        raise ResultFormatError(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+    check_writable_dir(out, "the report")
+    try:
         summary = report(args.folders, out)
         classification = report_classification(args.folders, out)
+    except ResultFormatError:
+        raise
     except ValueError as err:
-        parser.error(str(err))
+        raise ConfigError(str(err)) from err
     if summary is not None:
         print(markdown_table(summary))
         print("\noverthinking (peak accuracy against the last iteration scored):\n" + (out / "overthinking.md").read_text(), end="")
     if classification is not None:
         print(classification_markdown(classification))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: user errors (a damaged run file, an output folder that cannot be
+    written, no runs) end with one sentence on stderr and exit status 2, before anything is written."""
+    exit_on_user_error(run, argv)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config.schema import ConfigError, exit_on_user_error
-from tasks.fileio import write_json, write_text
+from tasks.fileio import check_writable_dir, write_json, write_text
 from benchmark.analysis.plots import plot_study_extrapolation, plot_study_training, read_metrics
 from benchmark.analysis.step_cost import step_cost_markdown, step_costs
 from benchmark.analysis.study_tables import (_num, _pct, _steps, claims_markdown, comparisons_markdown, extrapolation_markdown,
@@ -383,6 +383,7 @@ def run(argv: list[str] | None = None) -> None:
     if args.step_cost < 0:
         raise ConfigError(f"--step-cost must be an integer >= 0 (0: no timing), got {args.step_cost}.")
     out = args.out or args.folders[0]
+    check_writable_dir(out, "the study")  # before the runs are read and anything is computed
     data = study(args.folders, out, args.step_cost)
     print((out / "study.md").read_text(), end="")
     for line in data["cap_warnings"]:  # also in study.md; repeated where a terminal shows it last

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.analysis.formatting import reached
 from benchmark.analysis.plots import read_metrics
@@ -73,7 +74,19 @@ def model_kind(model_node: Any) -> str:
 
 
 def read_study_run(run_dir: Path) -> StudyRun:
-    """A finished run directory's figures for the study (its config.yaml, metrics.jsonl, eval.json, fold.json, lsm.json)."""
+    """A finished run directory's figures for the study (its config.yaml, metrics.jsonl, eval.json, fold.json, lsm.json);
+    a file that is damaged or lacks a field the study reads is a ``ConfigError`` or ``ResultFormatError`` of one sentence."""
+    try:
+        return _read_study_run(run_dir)
+    except (ConfigError, ResultFormatError):
+        raise
+    except (OmegaConfBaseException, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        first_line = (str(err).splitlines() or [""])[0]
+        raise ConfigError(f"{run_dir} is not a run the study can read: its config.yaml or metrics.jsonl lacks or "
+                          f"garbles a field ({type(err).__name__}: {first_line}).") from err
+
+
+def _read_study_run(run_dir: Path) -> StudyRun:
     evaluation, info = read_run(run_dir)
     run = RunDir(run_dir)
     if not run.config.exists():
