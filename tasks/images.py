@@ -226,7 +226,11 @@ def _extract(archive: Archive, data_dir: Path) -> None:
     if found != archive.md5:
         raise TaskError(f"{path} has MD5 {found}, not the published {archive.md5}: it is damaged or not the official archive; delete it and put the official one there.")
     wanted = {f"{archive.folder}/{name}": name for name in archive.train + archive.test}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.", suffix=".tmp", dir=data_dir))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.", suffix=".tmp", dir=data_dir))
+    except OSError as err:  # a read-only dataset mount holding only the archive
+        raise TaskError(f"{path} cannot be extracted: {data_dir} cannot be written ({err.strerror or type(err).__name__}); "
+                        f"extract {archive.file} into a writable folder and set task.data_dir to it.") from err
     try:
         (tmp / archive.folder).mkdir()
         written = set()
@@ -251,10 +255,28 @@ def _extract(archive: Archive, data_dir: Path) -> None:
 
 
 def _download(archive: Archive, data_dir: Path) -> None:
-    """Fetch the official archive to a temporary file, check its MD5, then rename it into place."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Fetch the official archive to a temporary file, check its MD5, then rename it into place.
+    The folders made for it are removed again when the download fails (none is left empty)."""
+    made = [folder for folder in (data_dir, *data_dir.parents) if not folder.exists()]  # deepest first
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TaskError(f"cannot make {data_dir} for the download ({err.strerror or type(err).__name__}); "
+                        f"set task.data_dir to a writable folder.") from err
     path = data_dir / archive.file
     log.info("downloading %s to %s", archive.url, path)
+    try:
+        _fetch(archive, data_dir, path)
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()  # only when still empty
+            except OSError:
+                break
+        raise
+
+
+def _fetch(archive: Archive, data_dir: Path, path: Path) -> None:
     try:
         with atomic_path(path) as tmp:
             digest = hashlib.md5()

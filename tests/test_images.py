@@ -10,6 +10,7 @@ numpy's ``_reconstruct``. No test touches the network: sockets are blocked for t
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import os
@@ -341,7 +342,7 @@ def test_download_with_the_wrong_checksum_keeps_nothing(tmp_path, monkeypatch):
     data_dir = tmp_path / "new"
     with pytest.raises(TaskError, match="the download of https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz has MD5"):
         Cifar100Task(data_dir=str(data_dir), download=True, format="python").load()
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()  # the folder made for the download is removed with it
 
 
 def test_failed_download_is_one_sentence(tmp_path, monkeypatch):
@@ -352,6 +353,33 @@ def test_failed_download_is_one_sentence(tmp_path, monkeypatch):
     with pytest.raises(TaskError, match=r"download of .* failed \(no route to host\); put cifar-10-binary.tar.gz \(MD5 c32a1d4ab5d03f1284b67883e8d87530\) in"):
         Cifar10Task(data_dir=str(tmp_path), download=True).load()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_download_leaves_no_folder_behind(tmp_path, monkeypatch):
+    """The folders made for a download are removed when it fails; a folder that cannot be made
+    (below a regular file: root cannot write there either) is one sentence."""
+    monkeypatch.setattr(images, "urlopen", lambda url, timeout=None: (_ for _ in ()).throw(OSError("no route to host")))
+    with pytest.raises(TaskError, match="failed"):
+        Cifar10Task(data_dir=str(tmp_path / "new" / "cifar"), download=True).load()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TaskError, match=r"cannot make .*file/cifar for the download \(Not a directory\); set task.data_dir"):
+        Cifar10Task(data_dir=str(tmp_path / "file" / "cifar"), download=True).load()
+
+
+def test_archive_on_a_read_only_mount_is_one_sentence(tmp_path, monkeypatch):
+    """The official archive in a folder that cannot be written (a read-only dataset mount): the
+    temporary extraction folder cannot be made; one sentence, nothing left (root ignores modes,
+    so the mount's refusal is what mkdtemp raises there)."""
+    data_dir, _ = make_archive(tmp_path, monkeypatch, "cifar10", "binary")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(images.tempfile, "mkdtemp", read_only)
+    with pytest.raises(TaskError, match=r"cannot be extracted: .* cannot be written \(Read-only file system\); extract"):
+        Cifar10Task(data_dir=str(data_dir)).load()
+    assert leftovers(data_dir) == []
 
 
 # ---------------------------------------------------------------------------- splits and options
