@@ -127,7 +127,7 @@ def test_halting_writes_where_samples_settled_compares_the_time_and_draws_the_hi
     (["--sizes", "7", "--device", "mps"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     (["--sizes", "7", "--device", "cuda"], "CUDA is not available"),
     (["--sizes", "7", "--device", "gpu"], "device must be"),
-    ([], "one of the arguments --sizes --data is required"),
+    ([], "one of the arguments --sizes --data --splits is required"),
     (["--sizes", "7", "--halt", "-1"], "--halt must be an integer >= 0"),
     (["--sizes", "7", "--compare-halting"], "need halting: give --halt K"),
     (["--sizes", "7", "--histogram", "h.png"], "need halting: give --halt K"),

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--sizes", type=int, nargs="+", help="test sizes of the run's task, generated from the run's test seed")
     what.add_argument("--data", type=Path, help="an .npz file with arrays 'inputs' and 'targets' in the task's format")
+    what.add_argument("--splits", nargs="+", metavar="NAME",
+                      help="ladders or splits of configs/splits.yaml, or .npz files, scored into one ladder_<name>.json "
+                           "(benchmark.evaluation.ladder; defaults there: --n 50 per split, --halt 20)")
     parser.add_argument("--iters", type=int, default=100, help="test-time iterations (all of 1..iters are scored)")
     parser.add_argument("--n", type=int, default=1000, help="test samples per size (with --sizes)")
     parser.add_argument("--batch-size", type=int, default=100)
@@ -242,6 +245,10 @@ def load_test_set(run_dir: Path, task_type: type[Task], size: int, n: int) -> tu
 def run(argv: list[str] | None = None) -> dict:
     """Parse, check everything, evaluate, write; returns the results written. Raises ``ConfigError``."""
     args = _parser().parse_args(argv)
+    if args.splits is not None:  # a ladder of frozen splits: its own checks, defaults and files
+        from benchmark.evaluation.ladder import run_ladder
+
+        return run_ladder(args, argv)
     for flag, value in (("--iters", args.iters), ("--n", args.n), ("--batch-size", args.batch_size)):
         if value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")

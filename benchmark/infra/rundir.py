@@ -6,6 +6,8 @@
         eval.json        ``EvalResult`` or ``ClassificationResult`` (``read_eval`` tells them apart)
         fold.json        ``FoldResult`` or ``BankFoldResult`` (``read_fold``)
         lsm.json         ``SimilarityRecord``
+        ladder_<name>.json  ``LadderResult`` (``benchmark.infra.ladder``): the checkpoint on a ladder of
+                         frozen test splits, with ladder_<name>.png (heatmap) and ladder_<name>_curves.png
         model.pt         the checkpoint (``benchmark.infra.checkpoint``)
         train_state.pt   what ``resume=<run dir>`` continues from (``benchmark.training.state``)
         INCOMPLETE       present from before training until every result is written
@@ -25,6 +27,7 @@ from typing import Any, ClassVar, Iterable
 
 from omegaconf import OmegaConf
 
+from benchmark.infra.ladder import LadderResult
 from benchmark.infra.results import (
     BankFoldResult,
     ClassificationResult,
@@ -100,6 +103,7 @@ class RunDir:
     MODEL: ClassVar[str] = "model.pt"
     STATE: ClassVar[str] = "train_state.pt"
     INCOMPLETE: ClassVar[str] = "INCOMPLETE"
+    LADDER: ClassVar[str] = "ladder_{name}"  # + .json, .png, _curves.png (python -m benchmark.evaluate --splits)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -142,6 +146,11 @@ class RunDir:
     @property
     def incomplete_marker(self) -> Path:
         return self.path / self.INCOMPLETE
+
+    def ladder(self, name: str, suffix: str = ".json") -> Path:
+        """``ladder_<name>.json`` (``suffix`` ``.png``: its heatmap, ``_curves.png``: its accuracy curves);
+        ``name`` holds the ladder and every setting that changes the numbers."""
+        return self.path / (self.LADDER.format(name=name) + suffix)
 
     # ------------------------------------------------------------------ config.yaml
     def write_config(self, yaml_text: str) -> None:
@@ -206,6 +215,13 @@ class RunDir:
 
     def read_lsm(self) -> SimilarityRecord | None:
         return SimilarityRecord.read(self.lsm) if self.lsm.exists() else None
+
+    def write_ladder(self, name: str, result: LadderResult) -> Path:
+        result.write(self.ladder(name))
+        return self.ladder(name)
+
+    def read_ladder(self, name: str) -> LadderResult:
+        return LadderResult.read(self.ladder(name))
 
     # ------------------------------------------------------------------ state of the run
     def is_classification(self) -> bool:

@@ -1,0 +1,59 @@
+"""The plots of a ladder result (``benchmark.infra.ladder.LadderResult``), drawn with seaborn:
+the heatmap (rows: the options that vary between the splits, columns: sizes; accuracy at the
+chosen iteration) and the per-iteration accuracy curves (one panel per size, one line per row)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.analysis.plots import plt, save_figure, sns
+from benchmark.infra.ladder import LadderResult
+
+
+def _title(result: LadderResult) -> str:
+    ladder = result.ladder if len(result.ladder) <= 60 else result.ladder[:57] + "..."
+    return f"{result.task} / {result.model} on {ladder}"
+
+
+def plot_ladder_heatmap(result: LadderResult, path: Path) -> Path:
+    table = pd.DataFrame(result.table()).T  # rows x sizes
+    table = table[sorted(table.columns)]
+    label = max(len(str(r)) for r in table.index)
+    fig, ax = plt.subplots(figsize=(1.1 * len(table.columns) + 0.085 * label + 2.6, 0.5 * len(table) + 1.7))
+    sns.heatmap(table, annot=True, fmt=".0%", vmin=0, vmax=1, cmap="viridis", cbar_kws=dict(label="exact-match accuracy"),
+                linewidths=0.5, ax=ax)
+    samples = sorted({s.samples for s in result.splits})
+    counts = f"{samples[0]}" if len(samples) == 1 else f"{samples[0]}-{samples[-1]}"
+    halting = f", halting after {result.halt_after}" if result.halt_after else ""
+    ax.set(xlabel="size", ylabel=", ".join(result.varying) or "")
+    ax.set_title(f"{_title(result)}\naccuracy at iteration {result.chosen_iteration} ({result.pick}), "
+                 f"{counts} samples per split{halting}", fontsize=9)
+    ax.tick_params(axis="y", rotation=0)
+    return save_figure(fig, path)
+
+
+def plot_ladder_curves(result: LadderResult, path: Path) -> Path:
+    """One panel per size, one line per row; the legend in a panel of its own (the last)."""
+    frame = pd.DataFrame([dict(row=score.row(result.varying), size=score.size, iteration=t + 1, accuracy=acc)
+                          for score in result.splits for t, acc in enumerate(score.accuracy)])
+    sizes = sorted(frame["size"].unique())
+    rows = list(dict.fromkeys(frame["row"]))
+    palette = dict(zip(rows, sns.color_palette("tab10", len(rows))))
+    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(3.2 * len(sizes) + 2.8, 3.3), sharey=True)
+    for ax, size in zip(axes, sizes):
+        sns.lineplot(data=frame[frame["size"] == size], x="iteration", y="accuracy", hue="row", palette=palette,
+                     hue_order=rows, legend=False, ax=ax)
+        ax.axvline(result.train_iters, color="grey", linestyle="--", linewidth=1)
+        ax.set(ylim=(-0.02, 1.02), title=f"size {size}", xlabel="test-time iterations", ylabel="exact-match accuracy")
+    legend = axes[-1]
+    legend.axis("off")
+    legend.legend(handles=[plt.Line2D([], [], color=palette[r], label=r) for r in rows]
+                  + [plt.Line2D([], [], color="grey", linestyle="--", label=f"training depth {result.train_iters}")],
+                  title=", ".join(result.varying) or None, loc="center left", fontsize=8, title_fontsize=8, frameon=False)
+    fig.suptitle(_title(result), fontsize=9)
+    return save_figure(fig, path)
+
+
+__all__ = ["plot_ladder_curves", "plot_ladder_heatmap"]

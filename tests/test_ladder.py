@@ -1,0 +1,116 @@
+"""``python -m benchmark.evaluate RUN --splits ...`` (benchmark.evaluation.ladder): a checkpoint on
+a ladder of frozen splits, one JSON and two plots through RunDir; splits scored exactly as their
+data is scored elsewhere; an external .npz joins the ladder; bad names are one sentence, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from benchmark.evaluation.extrapolation import settle_and_score
+from benchmark.evaluation.extrapolation import main as evaluate_main
+from benchmark.evaluation.splits import load_manifest
+from benchmark.infra.checkpoint import save_checkpoint
+from benchmark.infra.ladder import LadderResult
+from benchmark.infra.results import ResultFormatError
+from benchmark.infra.rundir import RunDir
+from benchmark.models.recurrent import RecurrentConvNet
+from tasks.maze import MazeTask
+
+MAZE = {"_target_": "tasks.maze.MazeTask", "rendering": "compact"}
+
+
+def _make_run(run_dir: Path, task_cfg: dict = MAZE) -> RecurrentConvNet:
+    """A run directory as a run leaves it (model.pt, config.yaml) with an untrained tiny model."""
+    run_dir.mkdir(parents=True)
+    model_cfg = {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "shared", "width": 4, "depth": 1}
+    torch.manual_seed(0)
+    model = RecurrentConvNet(MazeTask.spec, name="shared", width=4, depth=1)
+    save_checkpoint(model, OmegaConf.create({"model": model_cfg, "task": task_cfg}), run_dir / "model.pt")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "task": task_cfg, "model": model_cfg, "train": {"iters": 2}}))
+    return model.eval()
+
+
+def _evaluate(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        evaluate_main([*argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_ladder_is_one_json_and_two_plots_with_the_splits_own_scores(tmp_path, capsys):
+    run = tmp_path / "run"
+    model = _make_run(run)
+    external = tmp_path / "other.npz"
+    inputs, targets = MazeTask(generator="kruskal").generate(9, 5, seed=1)
+    np.savez(external, inputs=inputs, targets=targets)
+    code, out, err = _evaluate(capsys, str(run), "--splits", "maze_dfs_13", "maze_loops", str(external),
+                               "--n", "3", "--iters", "4", "--halt", "2")
+    assert code == 0, err
+    stem = "maze_dfs_13-maze_loops-data-other-"
+    written = sorted(p.name for p in run.iterdir() if p.name.startswith("ladder_"))
+    assert len(written) == 3 and all(stem in name and "_iters4_n3_halt2" in name for name in written)
+    assert {n.rsplit("halt2", 1)[1] for n in written} == {".json", ".png", "_curves.png"}
+    json_path = next(run / n for n in written if n.endswith(".json"))
+    result = LadderResult.read(json_path)
+    assert [s.name for s in result.splits][:3] == ["maze_dfs_13", "maze_loops10_15", "maze_loops10_33"]
+    assert result.halt_after == 2 and result.iterations == 4 and result.train_iters == 2
+    # Each split's curve is settle_and_score of its first n samples, generated from the manifest.
+    manifest = load_manifest()
+    split = manifest.splits["maze_loops10_15"]
+    curve, _ = settle_and_score(model, split.make_task(), split.dataset(3), 4, 100, torch.device("cpu"), 2)
+    score = next(s for s in result.splits if s.name == "maze_loops10_15")
+    assert score.accuracy == tuple(curve) and score.samples == 3 and score.sha256 == split.sha256
+    assert score.options["percolation"] == 0.1 and score.options["generator"] == "dfs"
+    file_score = result.splits[-1]
+    assert file_score.source == "file" and file_score.size == 9 and file_score.samples == 3 and file_score.seed is None
+    # The file reads back byte for byte, and a file whose summary disagrees with its curves is refused.
+    before = json_path.read_bytes()
+    result.write(json_path)
+    assert json_path.read_bytes() == before
+    json_path.write_text(before.decode().replace('"chosen_iteration": 4', '"chosen_iteration": 3'))
+    with pytest.raises(ResultFormatError):
+        LadderResult.read(json_path)
+    assert "maze_dfs_13" in out and "accuracy at iteration 4" in out
+
+
+def test_ladder_defaults_and_optional_splits(tmp_path, capsys):
+    run = tmp_path / "run"
+    _make_run(run)
+    code, out, err = _evaluate(capsys, str(run), "--splits", "maze_dfs_13", "--iters", "3")
+    assert code == 0, err
+    result = RunDir(run).read_ladder("maze_dfs_13_iters3_n50_halt20")
+    assert result.splits[0].samples == 50 and result.halt_after == 20
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--splits", "maze_bogus"], "'maze_bogus' is neither a ladder"),
+    (["--splits", "prefix_sums"], "is a prefix_sums split but"),
+    (["--splits", "maze_ood", "--fold"], "--fold belong with --sizes or --data"),
+    (["--splits", "maze_ood", "--n", "0"], "--n must be a positive integer"),
+    (["--splits", "maze_ood", "--halt", "-1"], "--halt must be an integer >= 0"),
+    (["--splits", "maze_ood", "--sizes", "9"], "not allowed with argument"),
+    (["--splits", "maze_ood", "missing.npz"], "missing.npz"),
+])
+def test_bad_ladders_are_one_sentence_and_write_nothing(tmp_path, capsys, argv, message):
+    run = tmp_path / "run"
+    _make_run(run)
+    before = sorted(p.name for p in run.iterdir())
+    code, _, err = _evaluate(capsys, str(run), *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_split_of_another_rendering_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    _make_run(run, {"_target_": "tasks.maze.MazeTask", "rendering": "e2h"})
+    code, _, err = _evaluate(capsys, str(run), "--splits", "maze_dfs_13")
+    assert code == 2 and "rendering=compact but the run was trained with rendering=e2h" in err
