@@ -86,11 +86,16 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
                             "alpha": 1.0, "iters": 20, "detach_extra": 20, "progressive_min_iters": 1, "log_every": 50, "checkpoint_every": 200,
                             "loop_weight": 0.0, "loop_form": "squared", "curriculum_steps": 0, "curriculum_start": 8,
-                            "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4}
+                            "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4,
+                            "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.002, "weight_decay": 0.0002},
+                            "scheduler": {"_target_": "benchmark.training.optim.warmup_cosine_schedule", "_partial_": True,
+                                          "warmup_steps": 100}}
     assert cfg["eval"] == {"iters": 100, "batch_size": 256, "fold_threshold": 0.99, "halt_after": 0}
     assert (cfg["seed"], cfg["device"], cfg["progress"], cfg["resume"], cfg["precision"]) == (0, "auto", True, None, "auto")
     # The schema's defaults are these defaults: a TrainConfig() in a test is the command line's.
-    assert asdict(TrainConfig()) == cfg["train"] and asdict(EvalConfig()) == cfg["eval"]
+    # The schema's defaults, its partials' ${train.*} interpolations resolved as a run resolves them.
+    schema_train = OmegaConf.to_container(OmegaConf.create({"train": asdict(TrainConfig())}), resolve=True)["train"]
+    assert schema_train == cfg["train"] and asdict(EvalConfig()) == cfg["eval"]
 
 
 def test_every_train_config_keeps_what_it_does_not_change():
@@ -138,6 +143,8 @@ def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):
         fixed_depth = model == "feedforward" or model.startswith("depth_")
         recipe = dict(alpha=0.0, detach_extra=looped["detach_extra"]) if fixed_depth else looped
         loop = dict(loop_weight=0.1, loop_form="abs") if model == "depth_k2_loopreg" else dict(loop_weight=0.0, loop_form="squared")
+        optimizer, scheduler = c["train"].pop("optimizer"), c["train"].pop("scheduler")
+        assert (optimizer["lr"], scheduler["warmup_steps"]) == (c["train"]["lr"], c["train"]["warmup_steps"])
         assert c["train"] == {**study["train"], **recipe, **loop}
         assert c["model"]["name"] == model and c["model"]["width"] == 32 and c["model"]["recall"] is True
         if fixed_depth:
@@ -177,6 +184,9 @@ REFUSALS = [
     ("model.width=1", "model.width must be an integer >= 2, got 1."),
     ("model.templates=0", "model.templates must be an integer >= 1 or null (unshared), got 0."),
     ("train.lr=inf", "train.lr must be a finite number >= 0, got inf."),
+    ("train.optimizer._target_=os.system", "train.optimizer must be a partial (_partial_: true) of one of torch.optim.AdamW"),
+    ("train.scheduler._target_=builtins.exec", "train.scheduler must be a partial (_partial_: true) of one of"),
+    ("train.optimizer._partial_=false", "got 'torch.optim.AdamW'."),
     ("eval.halt_after=-1", "eval.halt_after must be an integer >= 0 (0: no halting), got -1."),
     ("train.loop_form=l1", "train.loop_form must be one of squared, abs, got 'l1'."),
     ("train.curriculum_steps=-1", "train.curriculum_steps must be an integer >= 0 (0: no length curriculum), got -1."),

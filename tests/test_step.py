@@ -226,3 +226,19 @@ def test_the_trainer_calls_its_hooks_at_their_moments():
     records = Trainer(model, TASK, TASK.dataset(6, 16, seed=0), cfg, torch.device("cpu"), hooks=[Recording()]).fit()
     assert calls == ["on_start", "after_step", "on_step_end", "after_step", "on_log", "on_record", "on_step_end", "on_end", "close"]
     assert [r["step"] for r in records] == [2] and not model.training
+
+
+def test_another_optimizer_is_a_config_change(make_cfg):
+    """``train.optimizer`` is a Hydra partial in the config: SGD with momentum from the command line,
+    on the same parameter groups (the banks' coefficients without weight decay)."""
+    from benchmark.pipelines.algorithmic import build_model
+    from benchmark.training.optim import make_optimizer
+    from tasks.maze import MazeTask
+
+    cfg = make_cfg("train.optimizer._target_=torch.optim.SGD", "+train.optimizer.momentum=0.9", "train.lr=0.05")
+    model = build_model(cfg, MazeTask())
+    optimizer = make_optimizer(model, cfg.train)
+    assert type(optimizer) is torch.optim.SGD
+    assert [g["momentum"] for g in optimizer.param_groups] == [0.9, 0.9]
+    assert [g["lr"] for g in optimizer.param_groups] == [0.05, 0.05]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [cfg.train.weight_decay, 0.0]

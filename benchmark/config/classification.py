@@ -10,12 +10,12 @@ nothing else); other profiles list only what they change. Value ranges are check
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from benchmark.config.schema import require
+from benchmark.config.schema import check_partials, require
 
 SCHEMA = "classification_schema"
 
@@ -46,14 +46,14 @@ class ClassificationTrainConfig:
     gamma: float = 0.2
 
     # The optimizer and the schedule as Hydra partials over the options above
-    # (benchmark.training.optim; ``benchmark.config.schema.TrainConfig`` says why class constants):
+    # (benchmark.training.optim; ``benchmark.config.schema.TrainConfig`` says how to change them):
     # SGD on the parameter groups (the banks' coefficients without weight decay), lr x gamma after
     # each milestone epoch (the pipeline steps it once per epoch).
-    OPTIMIZER: ClassVar[dict[str, Any]] = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": "${train.lr}",
-                                           "momentum": "${train.momentum}", "nesterov": "${train.nesterov}",
-                                           "weight_decay": "${train.weight_decay}"}
-    SCHEDULER: ClassVar[dict[str, Any]] = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True,
-                                           "milestones": "${train.milestones}", "gamma": "${train.gamma}"}
+    optimizer: Any = field(default_factory=lambda: {"_target_": "torch.optim.SGD", "_partial_": True, "lr": "${train.lr}",
+                                                    "momentum": "${train.momentum}", "nesterov": "${train.nesterov}",
+                                                    "weight_decay": "${train.weight_decay}"})
+    scheduler: Any = field(default_factory=lambda: {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True,
+                                                    "milestones": "${train.milestones}", "gamma": "${train.gamma}"})
 
 
 @dataclass
@@ -107,6 +107,7 @@ def check_classification_config(size: ImageSizeConfig, train: ClassificationTrai
                                          ("eval", evaluation, ClassificationEvalConfig, "eval=classification")):
         require(OmegaConf.get_type(node) is schema,
                  f"the {group} group must be an image-classification profile ({options}), not one for generated puzzles.")
+    check_partials(train)
     for key, value in (("size.n_train", size.n_train), ("size.n_test", size.n_test)):
         require(value is None or value >= 1, f"{key} must be a positive integer or null (all images), got {value}.")
     for key, value in (("train.epochs", train.epochs), ("train.batch_size", train.batch_size),

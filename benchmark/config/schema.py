@@ -20,9 +20,9 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -108,15 +108,16 @@ class TrainConfig:
     # track"). Recipes tuned without it (prefix sums, shortest paths, the published scale) set it null.
     ema_horizon: Optional[float] = 0.4
 
-    # The optimizer and the learning-rate schedule, as Hydra partials (the form of
-    # lightning-hydra-template's configs) over the options above, so ``train.lr=...`` and the others
-    # set them: benchmark.training.optim instantiates them (AdamW on the parameter groups, the
-    # banks' coefficients without weight decay; linear warm-up then cosine decay, one step per
-    # optimizer step). Class constants, not options: a run's config.yaml holds the options.
-    OPTIMIZER: ClassVar[dict[str, Any]] = {"_target_": "torch.optim.AdamW", "_partial_": True,
-                                           "lr": "${train.lr}", "weight_decay": "${train.weight_decay}"}
-    SCHEDULER: ClassVar[dict[str, Any]] = {"_target_": "benchmark.training.optim.warmup_cosine_schedule", "_partial_": True,
-                                           "warmup_steps": "${train.warmup_steps}"}
+    # The optimizer and the learning-rate schedule, as Hydra partials (lightning-hydra-template's
+    # form) whose fields interpolate the options above, so ``train.lr=...`` keeps setting them:
+    # benchmark.training.optim instantiates them (the optimizer on the parameter groups, the banks'
+    # coefficients without weight decay; the schedule stepped after every optimizer step). Another
+    # optimizer is a config change (``train.optimizer._target_=torch.optim.SGD
+    # +train.optimizer.momentum=0.9``); the classes allowed are ``OPTIMIZERS`` and ``SCHEDULES``.
+    optimizer: Any = field(default_factory=lambda: {"_target_": "torch.optim.AdamW", "_partial_": True,
+                                                    "lr": "${train.lr}", "weight_decay": "${train.weight_decay}"})
+    scheduler: Any = field(default_factory=lambda: {"_target_": "benchmark.training.optim.warmup_cosine_schedule",
+                                                    "_partial_": True, "warmup_steps": "${train.warmup_steps}"})
 
 
 @dataclass
@@ -216,6 +217,22 @@ def require(ok: bool, message: str) -> None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The classes ``train.optimizer`` and ``train.scheduler`` may name: a config's ``_target_`` is code
+# to run, so it is one of these or refused (the classification recipe's SGD and MultiStepLR among them).
+OPTIMIZERS = ("torch.optim.AdamW", "torch.optim.Adam", "torch.optim.SGD", "torch.optim.RMSprop")
+SCHEDULES = ("benchmark.training.optim.warmup_cosine_schedule", "torch.optim.lr_scheduler.MultiStepLR",
+             "torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.ConstantLR")
+
+
+def check_partials(train: Any) -> None:
+    """``train.optimizer`` and ``train.scheduler`` are partials of an allowed class (one sentence if not)."""
+    for key, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULES)):
+        node = train.get(key) if hasattr(train, "get") else getattr(train, key, None)
+        target = node.get("_target_") if hasattr(node, "get") else None
+        require(target in allowed and node.get("_partial_") is True,
+                f"train.{key} must be a partial (_partial_: true) of one of {', '.join(allowed)}, got {target!r}.")
 
 
 def check_component(key: str, value: Any) -> None:
@@ -320,6 +337,7 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
              f"train.progressive_min_iters must be an integer from 1 to train.iters ({train.iters}), got {train.progressive_min_iters}.")
     require(train.stop_at_acc is None or (_is_number(train.stop_at_acc) and 0.0 < train.stop_at_acc <= 1.0),
              f"train.stop_at_acc must lie in (0, 1] or be null (train every epoch), got {train.stop_at_acc}.")
+    check_partials(train)
     require(train.ema_horizon is None or (_is_number(train.ema_horizon) and 0.0 < train.ema_horizon <= 1.0),
              f"train.ema_horizon must lie in (0, 1] (a fraction of the run's steps) or be null (keep the last weights), "
              f"got {train.ema_horizon}.")

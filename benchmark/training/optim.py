@@ -1,10 +1,10 @@
 """The optimizer and the learning-rate schedule of a training config, built as Hydra partials.
 
-A train schema (``benchmark.config.schema.TrainConfig``, ``benchmark.config.classification.
-ClassificationTrainConfig``) names its optimizer and schedule in the form of
-lightning-hydra-template's configs, a ``_partial_`` node whose fields interpolate the schema's own
-options (``OPTIMIZER = {_target_: torch.optim.AdamW, _partial_: true, lr: ${train.lr}, ...}``), so
-the options users pass (``train.lr=...``) stay what they were. ``make_optimizer`` instantiates
+A train config (``benchmark.config.schema.TrainConfig``, ``benchmark.config.classification.
+ClassificationTrainConfig``) holds its optimizer and schedule in the form of
+lightning-hydra-template's configs, a ``_partial_`` node whose fields interpolate the config's own
+options (``train.optimizer = {_target_: torch.optim.AdamW, _partial_: true, lr: ${train.lr}, ...}``),
+so the options users pass (``train.lr=...``) stay what they were. ``make_optimizer`` instantiates
 the optimizer partial on the model's parameter groups: every parameter with the partial's weight
 decay, except the template banks' coefficients (``no_decay_parameters``), which get none;
 ``make_scheduler`` instantiates the schedule on the optimizer.
@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from benchmark.config.schema import check_partials
 from benchmark.models.bank import no_decay_parameters
 
 
@@ -30,10 +31,12 @@ def _schema(cfg: Any) -> type:
 
 
 def partial_node(cfg: Any, key: str) -> DictConfig:
-    """The schema's ``OPTIMIZER`` or ``SCHEDULER`` partial (``key``) with ``cfg``'s values in
-    place of its ``${train.<option>}`` interpolations; ``cfg`` a train config (dataclass or node)."""
-    values = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dataclasses.asdict(cfg)
-    return OmegaConf.create({"train": values, key: getattr(_schema(cfg), key)})[key]
+    """The config's ``optimizer`` or ``scheduler`` partial (``key``) with ``cfg``'s values in place
+    of its ``${train.<option>}`` interpolations; ``cfg`` a train config (dataclass or node), whose
+    partials are checked against the allowed classes first (``check_partials``)."""
+    check_partials(cfg)
+    values = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dataclasses.asdict(cfg)
+    return OmegaConf.create({"train": values})["train"][key]
 
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:
@@ -47,14 +50,14 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
 
 
 def make_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    """The schema's optimizer partial (``TrainConfig``: AdamW) on ``param_groups(model)``."""
-    return instantiate(partial_node(cfg, "OPTIMIZER"), _convert_="all")(param_groups(model))
+    """The config's optimizer partial (``TrainConfig``'s default: AdamW) on ``param_groups(model)``."""
+    return instantiate(partial_node(cfg, "optimizer"), _convert_="all")(param_groups(model))
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int | None = None) -> Any:
-    """The schema's learning-rate schedule partial on ``optimizer``; ``total_steps`` (the run's
+    """The config's learning-rate schedule partial on ``optimizer``; ``total_steps`` (the run's
     optimizer steps) is passed to a schedule that takes it (``warmup_cosine_schedule``)."""
-    schedule = instantiate(partial_node(cfg, "SCHEDULER"), _convert_="all")
+    schedule = instantiate(partial_node(cfg, "scheduler"), _convert_="all")
     takes_total = "total_steps" in inspect.signature(schedule.func).parameters
     return schedule(optimizer, total_steps=total_steps) if takes_total else schedule(optimizer)
 
