@@ -25,7 +25,7 @@ from benchmark.models.recurrent import RecurrentConvNet
 from benchmark.infra.results import EvalResult
 from benchmark.pipelines.algorithmic import main
 from benchmark.training.trainer import NonFiniteLoss, fit
-from benchmark.training.state import FORMAT, INCOMPLETE, STATE_FILE, RunInterrupted, read_train_state
+from benchmark.training.state import FORMAT, INCOMPLETE, STATE_FILE, RunInterrupted, TrainState, read_train_state
 from tasks.prefix_sums import PrefixSumsTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,12 +92,12 @@ def test_ctrl_c_saves_a_state_that_resumes_to_the_uninterrupted_weights(tmp_path
         train(path, StepHook(interrupt_at=step))
     assert (interrupted.value.step, interrupted.value.run_dir) == (step, tmp_path)
     state = read_train_state(path)
-    assert state["format"] == FORMAT and state["step"] == step
+    assert isinstance(state, TrainState) and state.step == step
     model, records = train(path, resume=state)
     for key, value in expected_model.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert without_timing(records) == without_timing(expected_records)
-    assert read_train_state(path)["step"] == 6  # the end is saved too
+    assert read_train_state(path).step == 6  # the end is saved too
 
 
 def test_the_length_curriculum_resumes_too(tmp_path):
@@ -143,7 +143,7 @@ def test_states_are_saved_every_checkpoint_every_steps_and_a_non_finite_loss_kee
         assert err.value.step == nan_at and f"the training loss was nan at step {nan_at}," in str(err.value)
         assert f"(step {kept}) is kept in {path}" in str(err.value)
     state = read_train_state(path)
-    assert state["step"] == kept and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert state.step == kept and all(torch.isfinite(t).all() for t in state.model.values())
 
 
 def test_a_diverging_run_exits_3_with_one_sentence_and_no_nan_written(make_cfg, capsys, tmp_path):
@@ -158,7 +158,7 @@ def test_a_diverging_run_exits_3_with_one_sentence_and_no_nan_written(make_cfg, 
     assert (run_dir / INCOMPLETE).exists() and not (run_dir / "model.pt").exists() and not (run_dir / "eval.json").exists()
     bad_step = int(err.split(" at step ")[1].split(",")[0])
     state = read_train_state(run_dir / STATE_FILE)
-    assert state["step"] == bad_step - 1 and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert state.step == bad_step - 1 and all(torch.isfinite(t).all() for t in state.model.values())
     if (run_dir / "metrics.jsonl").exists():
         strict_json_lines(run_dir / "metrics.jsonl")
 
@@ -313,7 +313,7 @@ def test_ctrl_c_exits_130_with_how_to_resume_and_the_report_lists_the_run_until_
     assert "Traceback" not in err and last.startswith("interrupted (training state saved at step ")
     assert last.endswith(f"resume={run_dir}") and "python -m benchmark task=prefix_sums" in last
     step = int(last.split("at step ")[1].split(")")[0])
-    assert 0 < step < TOTAL_STEPS and read_train_state(run_dir / STATE_FILE)["step"] == step
+    assert 0 < step < TOTAL_STEPS and read_train_state(run_dir / STATE_FILE).step == step
     assert (run_dir / INCOMPLETE).exists()
 
     # The report lists the interrupted run (one line) and tabulates only finished ones.

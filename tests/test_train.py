@@ -254,7 +254,7 @@ def test_training_stops_once_the_probe_reaches_stop_at_acc(tmp_path):
     x, y = data[:128]
     with torch.no_grad():
         assert task.score(x, y, model(x, 3).argmax(1)).float().mean().item() == pytest.approx(records[-1]["probe_acc"], abs=1e-4)
-    assert read_train_state(tmp_path / "train_state.pt")["step"] == records[-1]["step"]  # resumable where it stopped
+    assert read_train_state(tmp_path / "train_state.pt").step == records[-1]["step"]  # resumable where it stopped
     torch.manual_seed(0)
     unbounded = fit(RecurrentConvNet(task.spec, width=16, templates=None), task, data, TrainConfig(**{**base, "epochs": 2}),
                     torch.device("cpu"), seed=0, progress=False)

@@ -40,7 +40,7 @@ def test_identical_states_are_identical_bytes(tmp_path):
 def test_a_sound_state_reads_back(tmp_path):
     model = _save(tmp_path / "train_state.pt")
     state = read_train_state(tmp_path / "train_state.pt", total_steps=3, model=model)
-    assert state["step"] == 3
+    assert state.step == 3
 
 
 def test_a_step_past_the_run_is_refused(tmp_path):

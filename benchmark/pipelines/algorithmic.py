@@ -286,10 +286,10 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
     regulariser = training_regulariser(cfg.train)
     t0 = time.perf_counter()
     if state is not None and main:
-        print(f"resuming {run_dir} from step {state['step']}", flush=True)
+        print(f"resuming {run_dir} from step {state.step}", flush=True)
     records = fit(model, task, train_data, cfg.train, device, metrics_path=RunDir(run_dir).metrics, seed=cfg.seed,
                   regulariser=regulariser, progress=cfg.progress, state_path=RunDir(run_dir).state, resume=state,
-                  on_record=metrics_logger(cfg, run_dir, state["step"] if state is not None else None) if main else None,
+                  on_record=metrics_logger(cfg, run_dir, state.step if state is not None else None) if main else None,
                   size=cfg.size.train)
     train_s = time.perf_counter() - t0
     if not main:

@@ -217,7 +217,7 @@ def run(cfg: DictConfig) -> ClassificationResult:
         result = _train_and_score(cfg, task, model, splits, device, run_dir, state)
     except KeyboardInterrupt as err:
         # Ctrl-C stops at once; the state of the last finished epoch is what resume continues from.
-        raise RunInterrupted(run_dir, read_train_state(RunDir(run_dir).state)["step"] if (RunDir(run_dir).state).exists() else None) from err
+        raise RunInterrupted(run_dir, read_train_state(RunDir(run_dir).state).step if (RunDir(run_dir).state).exists() else None) from err
     RunDir(run_dir).mark_complete()
     return result
 
@@ -240,12 +240,12 @@ def _train_and_score(cfg: DictConfig, task: ImageTask, model: nn.Module, splits:
     records: list[dict[str, Any]] = []
     step, train_s, trained_images, done = 0, 0.0, 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"], generator)
-        loop = state["loop"]
-        step, done, records = state["step"], loop["epoch"], list(loop["records"])
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        restore_rng(state.rng, generator)
+        loop = state.loop
+        step, done, records = state.step, loop["epoch"], list(loop["records"])
         train_s, trained_images = loop["train_s"], loop["trained_images"]
         print(f"resuming {run_dir} after epoch {done} (step {step})", flush=True)
     guard = FiniteGuard(device)

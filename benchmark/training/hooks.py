@@ -27,7 +27,7 @@ from tqdm import tqdm
 from benchmark.config.schema import TrainConfig
 from benchmark.infra import distributed
 from benchmark.training.average import WeightAverage, check_average, ema_decay
-from benchmark.training.state import save_train_state
+from benchmark.training.state import TrainState, save_train_state
 from tasks.base import Task
 from tasks.fileio import write_text
 
@@ -266,23 +266,23 @@ class CheckpointHook(Hook):
     a state saved after step s continues inside the epoch that step belongs to (``Trainer.epochs``).
     """
 
-    def __init__(self, path: Path | None, every: int, resume: dict[str, Any] | None = None):
+    def __init__(self, path: Path | None, every: int, resume: TrainState | None = None):
         self.path, self.every, self.resume = path, every, resume
 
     def on_start(self, t: Trainer) -> None:
         if self.resume is None:
             return
-        state, loop = self.resume, self.resume["loop"]
-        t.model.load_state_dict(state["model"])
-        t.optimizer.load_state_dict(state["optimizer"])
-        t.scheduler.load_state_dict(state["scheduler"])
-        t.step, t.seen, t.trained_s, t.records = state["step"], loop["seen"], loop["seconds"], list(loop["records"])
+        state, loop = self.resume, self.resume.loop
+        t.model.load_state_dict(state.model)
+        t.optimizer.load_state_dict(state.optimizer)
+        t.scheduler.load_state_dict(state.scheduler)
+        t.step, t.seen, t.trained_s, t.records = state.step, loop["seen"], loop["seconds"], list(loop["records"])
         # The saved counts are every rank's together (gather_to_main): rank 0 holds them.
         t.window.load_state_dict(loop["window"], main=t.main)
         for hook in t.hooks:
             hook.load_state_dict(t, loop)
         t.saved = (t.step, self.path) if self.path is not None else None
-        t.resume_rng = (loop["epoch_rng"], state["rng"])
+        t.resume_rng = (loop["epoch_rng"], state.rng)
 
     def on_step_end(self, t: Trainer) -> None:
         if self.path is not None and (t.step == t.total or t.stopping or t.reached

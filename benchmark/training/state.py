@@ -29,6 +29,7 @@ crashed, and ``python -m benchmark.report`` lists it instead of tabulating it.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,31 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 # ---------------------------------------------------------------------------- the file
+@dataclass(frozen=True)
+class TrainState:
+    """The training state after ``step`` optimizer steps, as ``train_state.pt`` holds it (module
+    docstring): what ``read_train_state`` returns once every field is checked."""
+
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    loop: dict[str, Any]
+
+    def to_file(self) -> dict[str, Any]:
+        """The dict ``torch.save`` writes, in the field order the file has always had."""
+        return dict(format=FORMAT, step=self.step, model=self.model, optimizer=self.optimizer,
+                    scheduler=self.scheduler, rng=self.rng, loop=self.loop)
+
+
 def save_train_state(path: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: Any, generator: torch.Generator, loop: dict[str, Any]) -> None:
     """Write the training state after ``step`` optimizer steps to ``path``, atomically."""
-    state = dict(format=FORMAT, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                 scheduler=scheduler.state_dict(), rng=rng_state(generator), loop=loop)
+    state = TrainState(step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                       scheduler=scheduler.state_dict(), rng=rng_state(generator), loop=loop)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: identical runs, identical bytes
-        torch.save(state, handle)
+        torch.save(state.to_file(), handle)
 
 
 _LEAVES = (type(None), bool, int, float, str, torch.Tensor)
@@ -153,7 +172,7 @@ def _check_optimizer(opt: dict, where: str) -> None:
 
 
 def read_train_state(path: Path, map_location: str | torch.device = "cpu", *, total_steps: int | None = None,
-                     model: torch.nn.Module | None = None) -> dict[str, Any]:
+                     model: torch.nn.Module | None = None) -> TrainState:
     """The validated training state at ``path``; ``ConfigError`` (one sentence) for anything else.
 
     Read with the checkpoint's bounds (a regular file within ``MAX_CHECKPOINT_BYTES``, members
@@ -195,7 +214,7 @@ def read_train_state(path: Path, map_location: str | torch.device = "cpu", *, to
     _check_tensors({str(i): t for i, t in enumerate(every)}, Path(path).stat().st_size, where)
     if model is not None:
         _check_shapes(model, state["model"], type(model).__name__, where)
-    return state
+    return TrainState(**{key: state[key] for key in FIELDS if key != "format"})
 
 
 def _gather(value: Any, out: list[torch.Tensor], budget: list[int]) -> None:
@@ -269,4 +288,4 @@ def is_incomplete(run_dir: Path) -> bool:
 
 
 __all__ = ["FORMAT", "INCOMPLETE", "STATE_FILE", "RunInterrupted", "check_resume", "is_incomplete", "mark_complete", "mark_incomplete",
-           "read_train_state", "restore_rng", "rng_state", "save_train_state"]
+           "TrainState", "read_train_state", "restore_rng", "rng_state", "save_train_state"]

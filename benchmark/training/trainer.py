@@ -28,7 +28,7 @@ from benchmark.training.hooks import (CheckpointHook, CurriculumHook, Distribute
 from benchmark.training.losses import draw_progressive_split, masked_cross_entropy, progressive_loss
 from benchmark.training.monitor import FiniteGuard, MetricsWindow, NonFiniteLoss, StopRequest
 from benchmark.training.optim import make_optimizer, make_scheduler, warmup_cosine
-from benchmark.training.state import RunInterrupted, restore_rng
+from benchmark.training.state import RunInterrupted, TrainState, restore_rng
 from benchmark.training.step import train_step
 from tasks.base import Task
 
@@ -192,7 +192,7 @@ def fit(
     regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: bool = True,
     state_path: Path | None = None,
-    resume: dict[str, Any] | None = None,
+    resume: TrainState | None = None,
     on_record: Callable[[dict], None] | None = None,
     size: int | None = None,
 ) -> list[dict]:
