@@ -12,8 +12,8 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from benchmark.evaluation.extrapolation import settle_and_score
 from benchmark.evaluation.extrapolation import main as evaluate_main
+from benchmark.evaluation.extrapolation import settle_and_score
 from benchmark.evaluation.splits import load_manifest
 from benchmark.infra.checkpoint import save_checkpoint
 from benchmark.infra.ladder import LadderResult
@@ -85,7 +85,7 @@ def test_a_ladder_is_one_json_and_two_plots_with_the_splits_own_scores(tmp_path,
 def test_ladder_defaults_and_optional_splits(tmp_path, capsys):
     run = tmp_path / "run"
     _make_run(run)
-    code, out, err = _evaluate(capsys, str(run), "--splits", "maze_dfs_13", "--iters", "3")
+    code, _, err = _evaluate(capsys, str(run), "--splits", "maze_dfs_13", "--iters", "3")
     assert code == 0, err
     result = RunDir(run).read_ladder("maze_dfs_13_iters3_n50_halt20")
     assert result.splits[0].samples == 50 and result.halt_after == 20

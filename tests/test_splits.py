@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.config.schema import ConfigError, data_seeds, SEED_MAX
+from benchmark.config.schema import SEED_MAX, ConfigError, data_seeds
 from benchmark.evaluation import splits as sp
 from tasks.base import _checksum
 

@@ -39,7 +39,7 @@ import torch
 
 from benchmark.config.schema import ConfigError
 from benchmark.evaluation.extrapolation import settle_and_score
-from benchmark.evaluation.splits import Split, load_manifest
+from benchmark.evaluation.splits import load_manifest
 from benchmark.infra.ladder import LadderResult, SplitScore
 from benchmark.infra.rundir import RunDir
 from benchmark.models.contract import IterativeModel

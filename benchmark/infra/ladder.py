@@ -137,4 +137,4 @@ class LadderResult:
         return _parse(path, "ladder", cls.from_json)
 
 
-__all__ = ["LadderResult", "PICKS", "SplitScore"]
+__all__ = ["PICKS", "LadderResult", "SplitScore"]
