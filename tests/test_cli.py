@@ -33,7 +33,7 @@ def test_command_line_run_writes_a_complete_run_directory(tmp_path):
     results = json.loads((run_dir / "eval.json").read_text())
     assert set(results["accuracy"]) == {"9", "15"}
     assert all(len(acc) == 5 for acc in results["accuracy"].values())
-    assert "best iter" in proc.stdout and "15" in proc.stdout  # the printed table
+    assert "oracle iter" in proc.stdout and "15" in proc.stdout  # the printed table
     assert not list(tmp_path.glob("*.log")) and not (tmp_path / "outputs").exists()  # Hydra wrote nothing of its own
 
     # Accuracy comes from real predictions: rebuild the model from its checkpoint alone and rescore.

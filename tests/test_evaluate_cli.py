@@ -82,7 +82,7 @@ def test_sizes_are_scored_and_named_by_every_setting(maze_run, capsys):
     assert results["accuracy"] == expected
     assert (results["iterations"], results["train_iters"], results["task"]) == (3, TRAIN_ITERS, "maze")
     assert results["summary"]["7"]["train_depth"] == TRAIN_ITERS
-    assert "best iter" in out and "eval_sizes7-5_iters3_n4.json" in out
+    assert "oracle iter" in out and "eval_sizes7-5_iters3_n4.json" in out
 
     # Another n is another file: reruns with other settings never overwrite each other.
     _evaluate(capsys, str(run_dir), "--sizes", "7", "5", "--iters", "3", "--n", "5", "--device", "cpu")
@@ -226,7 +226,7 @@ def test_external_data_is_scored_like_the_other_evaluations(maze_run, tmp_path, 
     assert results["accuracy"]["9"][1] >= 4 / 6
     assert set(results) >= {"iterations", "train_iters", "accuracy", "summary", "task", "model", "data"}
     assert results["data"]["samples"] == 6 and len(results["data"]["sha256"]) == 64
-    assert "best iter" in out and "6 samples of size 9" in out
+    assert "oracle iter" in out and "6 samples of size 9" in out
 
     # A file of the same name with other contents is another result file.
     _npz(tmp_path / "other mazes.npz", inputs=x[:3], targets=y[:3])

@@ -79,7 +79,7 @@ def test_plugin_task_runs_from_the_command_line(tmp_path, monkeypatch):
     assert results["task"] == "parity"
     assert set(results["accuracy"]) == {"8", "12"}
     assert all(len(acc) == 5 and all(0.0 <= a <= 1.0 for a in acc) for acc in results["accuracy"].values())
-    assert "best iter" in proc.stdout
+    assert "oracle iter" in proc.stdout
 
     # The checkpoint names the task by its registered name; it loads where the plugin is installed...
     monkeypatch.syspath_prepend(str(PLUGIN))

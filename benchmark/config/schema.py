@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, NamedTuple, NoReturn, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -49,6 +49,11 @@ class SizeConfig:
     test: list[int] = MISSING
     n_train: int = 10_000
     n_test: int = 1_000
+    # Validation samples per test size (docs/protocol.md): drawn from the run's validation seed
+    # (``data_seeds(seed).validation``), scored beside the test set, and the only data that
+    # chooses the test-time iteration count reported. null: as many as size.n_test; 0: none
+    # (the old protocol: only the oracle, chosen on test, is reported).
+    n_val: Optional[int] = None
 
 
 @dataclass
@@ -316,6 +321,9 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
                        ("train.log_every", train.log_every), ("eval.iters", evaluation.iters),
                        ("eval.batch_size", evaluation.batch_size), ("model.depth", model_cfg.depth)):
         require(value >= 1, f"{key} must be a positive integer, got {value}.")
+    n_val = size.get("n_val")
+    require(n_val is None or (is_integer(n_val) and n_val >= 0),
+             f"size.n_val must be null (as many as size.n_test) or an integer >= 0 (0: no validation data), got {n_val}.")
     require(is_integer(train.checkpoint_every) and train.checkpoint_every >= 0,
              f"train.checkpoint_every must be an integer >= 0 (0: save the training state only at the end), got {train.checkpoint_every}.")
     require(len(size.test) >= 1, "size.test must list at least one test size, e.g. size.test=[13,15].")
@@ -402,7 +410,7 @@ def check_memory(cfg: DictConfig, task: Task) -> None:
     data = sum(n * math.prod(task.shape(s)) * (4 * channels + 8) for s, n, _ in run_datasets(cfg))
     largest = max(math.prod(task.shape(s)) for s in (cfg.size.train, *cfg.size.test))
     features = max(cfg.eval.batch_size, cfg.train.batch_size) * int(cfg.model.get("width", 1)) * largest * 4
-    for what, need in (("the datasets of size.train, size.test, size.n_train and size.n_test", data),
+    for what, need in (("the datasets of size.train, size.test, size.n_train, size.n_test and size.n_val", data),
                        ("one batch's feature maps (the batch size x model.width x the largest size)", features)):
         require(need <= limit, f"{what} would need about {need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
                                f"a run may use here; choose smaller sizes or fewer samples.")
@@ -448,20 +456,49 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def data_seeds(seed: int) -> tuple[int, int]:
-    """The (training, test) data seeds of a run: 2*seed and 2*seed+1.
+# Validation data seeds are VALIDATION_SEED_BASE + seed: above every training and test seed
+# (2 * SEED_MAX + 1 at most) and above the frozen splits' seeds (configs/splits.yaml: from
+# 9,000,000,001 on, a few hundred of them), so train, validation, test and frozen splits never
+# share a sample stream (tests/test_protocol.py checks it).
+VALIDATION_SEED_BASE = 10**12
 
-    Each sample is drawn from SeedSequence([data_seed, index]), so the two splits never share a
-    sample stream, and any test set can be rebuilt from a run's seed alone.
+
+class DataSeeds(NamedTuple):
+    """A run's data seeds: ``train`` (2*seed), ``test`` (2*seed + 1) and, as a property so that
+    ``train, test = data_seeds(seed)`` still unpacks two, ``validation`` (VALIDATION_SEED_BASE + seed)."""
+
+    train: int
+    test: int
+
+    @property
+    def validation(self) -> int:
+        return VALIDATION_SEED_BASE + self.train // 2
+
+
+def data_seeds(seed: int) -> DataSeeds:
+    """The (training, test) data seeds of a run, 2*seed and 2*seed+1, and ``.validation``,
+    VALIDATION_SEED_BASE + seed (docs/protocol.md).
+
+    Each sample is drawn from SeedSequence([data_seed, index]), so the three splits never share a
+    sample stream, and any test or validation set can be rebuilt from a run's seed alone.
     """
-    return 2 * seed, 2 * seed + 1
+    return DataSeeds(2 * seed, 2 * seed + 1)
+
+
+def n_validation(size: Any) -> int:
+    """Validation samples per test size: ``size.n_val``, or ``size.n_test`` when it is null (or absent: older configs)."""
+    n_val = size.get("n_val") if hasattr(size, "get") else getattr(size, "n_val", None)
+    return size.n_test if n_val is None else int(n_val)
 
 
 def run_datasets(cfg: DictConfig) -> list[tuple[int, int, int]]:
-    """``(size, n, data seed)`` of every dataset a run uses: the training set, then each test size."""
-    train_seed, test_seed = data_seeds(cfg.seed)
+    """``(size, n, data seed)`` of every dataset a run uses: the training set, each test size,
+    then each size's validation set (none when ``n_validation`` is 0)."""
+    seeds = data_seeds(cfg.seed)
     tests = sorted({cfg.size.train, *cfg.size.test})
-    return [(cfg.size.train, cfg.size.n_train, train_seed), *((s, cfg.size.n_test, test_seed) for s in tests)]
+    n_val = n_validation(cfg.size)
+    return [(cfg.size.train, cfg.size.n_train, seeds.train), *((s, cfg.size.n_test, seeds.test) for s in tests),
+            *((s, n_val, seeds.validation) for s in tests if n_val > 0)]
 
 
 def size_name(size: SizeConfig) -> str:
@@ -470,7 +507,7 @@ def size_name(size: SizeConfig) -> str:
 
 
 __all__ = ["BaselineModelConfig", "ConfigError", "DeepInitConfig", "DepthBaselineModelConfig", "DepthModelConfig", "EvalConfig", "ModelConfig", "SizeConfig", "TrainConfig", "check_component",
-           "check_config", "check_run_settings", "data_seeds", "run_datasets", "size_name"]
+           "check_config", "check_run_settings", "data_seeds", "DataSeeds", "n_validation", "run_datasets", "size_name", "VALIDATION_SEED_BASE"]
 
 # The classification pipeline's schemas live beside its code (benchmark.config.classification); importing
 # them here registers every schema of the project by importing this one module.

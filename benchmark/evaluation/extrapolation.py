@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.models.contract import IterativeModel
-from benchmark.infra.results import SETTLED_KINDS, EvalResult, SizeHalting
+from benchmark.infra.results import ORACLE_LABEL, SELECTION_RULE, SELECTION_TOLERANCE, SETTLED_KINDS, EvalResult, SizeHalting
 from benchmark.evaluation.settling import SettleDetector
 from tasks.base import Task
 
@@ -160,32 +160,54 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     halt_after: int = 0,
+    validation_sets: dict[int, torch.utils.data.TensorDataset] | None = None,
+    tolerance: float = SELECTION_TOLERANCE,
 ) -> EvalResult:
     """Score ``model`` on every test set after each of iterations 1..``iters``; with
     ``halt_after`` = k > 0, stop each sample once settled for k iterations (``settle_and_score``)
     and record where each settled.
 
+    With ``validation_sets`` (one per test size, other seeds: docs/protocol.md) each is scored by
+    the same ``settle_and_score`` (halting included), and the result's summary reports the
+    iteration chosen on validation (``choose_iteration`` with ``tolerance``) and the TEST
+    accuracy there, beside the oracle (the best iteration on the test set).
+
     Models with a fixed depth (``iteration_limit``) are scored up to that depth only.
     """
     limit = model.iteration_limit if isinstance(model, IterativeModel) else None
     iters = iters if limit is None else min(iters, limit)
+    if validation_sets is not None and set(validation_sets) != set(test_sets):
+        raise ValueError(f"validation sizes {sorted(validation_sets)} differ from the test sizes {sorted(test_sets)}.")
     scored = {size: settle_and_score(model, task, data, iters, batch_size, device, halt_after) for size, data in test_sets.items()}
     accuracy = {size: tuple(curve) for size, (curve, _) in scored.items()}
     halting = {size: record for size, (_, record) in scored.items()} if halt_after > 0 else None
-    return EvalResult(iterations=iters, train_iters=train_iters, accuracy=accuracy, halt_after=halt_after, halting=halting)
+    validation = None
+    if validation_sets is not None:
+        validation = {size: tuple(settle_and_score(model, task, validation_sets[size], iters, batch_size, device, halt_after)[0])
+                      for size in test_sets}
+    return EvalResult(iterations=iters, train_iters=train_iters, accuracy=accuracy, halt_after=halt_after, halting=halting,
+                      validation=validation, tolerance=tolerance)
 
 
 def format_table(result: EvalResult, title: str = "") -> str:
-    """A compact text table of a result's summary, one row per test size."""
-    header = f"{'size':>6} {'@train depth':>14} {'best iter':>10} {'best acc':>9} {'final acc':>10}"
+    """A compact text table of a result's summary, one row per test size: with validation data the
+    iteration chosen on it and the TEST accuracy there first; the best iteration on the test set
+    is the oracle and labelled so (ORACLE_LABEL)."""
+    validated = result.validation is not None
+    chosen = f"{'val-chosen iter':>15} {'test acc':>9} " if validated else ""
+    header = f"{'size':>6} {'@train depth':>14} {chosen}{'oracle iter':>11} {'oracle acc':>10} {'final acc':>10}"
     lines = [title] if title else []
     lines += [header, "-" * len(header)]
     for size, s in result.summary.items():
+        pick = f"{s.chosen_iter:>15} {s.chosen:>9.2%} " if validated else ""
         lines.append(
-            f"{size:>6} {s.at_train_depth:>8.2%} @{s.train_depth:<4} {s.best_iter:>10} {s.best:>9.2%} "
+            f"{size:>6} {s.at_train_depth:>8.2%} @{s.train_depth:<4} {pick}{s.best_iter:>11} {s.best:>10.2%} "
             f"{s.final:>7.2%} @{s.final_iter}"
         )
-    return "\n".join(lines)
+    oracle = f"oracle iter, oracle acc: the best iteration on the test set itself, {ORACLE_LABEL}"
+    note = (f"{oracle}; val-chosen iter: {SELECTION_RULE} (tolerance {result.tolerance:.1%}); test acc: the TEST accuracy there"
+            if validated else f"{oracle}; no validation data (the old protocol)")
+    return "\n".join([*lines, note])
 
 
 def format_halting(result: EvalResult) -> str:

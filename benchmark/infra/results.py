@@ -60,32 +60,97 @@ def _parse(path: str | Path, what: str, build: Any, data: Any = None) -> Any:
         raise ResultFormatError(f"{path} is not a {what} file this version can read ({type(err).__name__}: {err}).") from err
 
 # ---------------------------------------------------------------------------- evaluation
+# The protocol (docs/protocol.md): the iteration reported is chosen on validation data as the
+# smallest iteration whose validation accuracy is within SELECTION_TOLERANCE of the best
+# validation accuracy; the best iteration on the test set itself is the oracle, labelled so.
+PROTOCOL_VERSION = 1
+SELECTION_TOLERANCE = 0.005  # half a percentage point of validation accuracy
+SELECTION_RULE = "the smallest iteration whose validation accuracy is within the tolerance of the best validation accuracy"
+ORACLE_LABEL = "oracle (chosen on test)"
+
+
+def code_version() -> str:
+    """What a run records as its code version: the installed package's version and the protocol's,
+    e.g. ``0.1.0+protocol1`` (``unknown`` when the package is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("algoreason")
+    except PackageNotFoundError:
+        package = "unknown"
+    return f"{package}+protocol{PROTOCOL_VERSION}"
+
+
+def choose_iteration(validation: Sequence[float], tolerance: float = SELECTION_TOLERANCE) -> int:
+    """The iteration (from 1) chosen on a validation curve: the smallest whose accuracy is within
+    ``tolerance`` of the curve's best (the test set is never looked at)."""
+    if not validation:
+        raise ValueError("a validation curve needs at least one iteration.")
+    best = max(validation)
+    return next(t + 1 for t, acc in enumerate(validation) if acc >= best - tolerance - 1e-12)
+
+
 @dataclass(frozen=True)
 class SizeSummary:
-    """The headline figures of one test size's accuracy curve (iterations count from 1)."""
+    """The headline figures of one test size's accuracy curve (iterations count from 1).
+
+    ``best_iter`` and ``best`` are the ORACLE: the best iteration chosen on the test set itself
+    (ORACLE_LABEL wherever shown). With a validation curve (protocol 1, docs/protocol.md) ``of``
+    returns a ``ValidatedSummary``, which adds the iteration chosen on validation.
+    """
 
     train_depth: int  # the training depth, capped at the iterations scored
     at_train_depth: float
-    best_iter: int  # the first iteration reaching the best accuracy
+    best_iter: int  # the oracle: the first iteration reaching the best TEST accuracy
     best: float
     final_iter: int
     final: float
 
     @classmethod
-    def of(cls, accuracy: Sequence[float], train_iters: int) -> SizeSummary:
-        """Summarise ``accuracy`` (after iterations 1..T) for a model trained with ``train_iters``."""
+    def of(cls, accuracy: Sequence[float], train_iters: int, validation: Sequence[float] | None = None,
+           tolerance: float = SELECTION_TOLERANCE) -> SizeSummary:
+        """Summarise ``accuracy`` (after iterations 1..T) for a model trained with ``train_iters``;
+        with a ``validation`` curve (same length), a ``ValidatedSummary`` with the iteration chosen on it."""
         if not accuracy:
             raise ValueError("an accuracy curve needs at least one iteration.")
         best = max(range(len(accuracy)), key=lambda t: (accuracy[t], -t))  # ties: the earliest
         depth = min(train_iters, len(accuracy))
-        return cls(train_depth=depth, at_train_depth=accuracy[depth - 1], best_iter=best + 1, best=accuracy[best],
-                   final_iter=len(accuracy), final=accuracy[-1])
+        figures = dict(train_depth=depth, at_train_depth=accuracy[depth - 1], best_iter=best + 1, best=accuracy[best],
+                       final_iter=len(accuracy), final=accuracy[-1])
+        if validation is None:
+            return SizeSummary(**figures)
+        if len(validation) != len(accuracy):
+            raise ValueError(f"a validation curve of {len(validation)} iterations for a test curve of {len(accuracy)}.")
+        t = choose_iteration(validation, tolerance)
+        return ValidatedSummary(**figures, chosen_iter=t, chosen=accuracy[t - 1], val_chosen=validation[t - 1],
+                                val_best=max(validation))
 
     @property
     def drop(self) -> float:
         """Overthinking: how far accuracy fell from its peak (``best``) by the last iteration scored
         (``final``); 0 when the last iteration is at the peak. Not stored: always derived."""
         return self.best - self.final
+
+    @property
+    def chosen_iter(self) -> int | None:
+        """The iteration chosen on validation data (None: the run had none)."""
+        return None
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> SizeSummary:
+        return ValidatedSummary(**data) if "chosen_iter" in data else SizeSummary(**data)
+
+
+@dataclass(frozen=True)
+class ValidatedSummary(SizeSummary):
+    """A ``SizeSummary`` with validation data: ``chosen_iter``, the iteration chosen on the
+    validation curve (``choose_iteration``); ``chosen``, the TEST accuracy there (what the
+    protocol reports); ``val_chosen`` and ``val_best``, the validation accuracy there and at its peak."""
+
+    chosen_iter: int = 0  # type: ignore[assignment]  # a field here, a property (None) on SizeSummary
+    chosen: float = 0.0
+    val_chosen: float = 0.0
+    val_best: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +174,10 @@ class RunInfo:
     device: str
     final_train_acc: float | None  # the last logged training accuracy (None: nothing logged)
     seconds: Timing
+    # Written by runs since protocol 1 (None in older files, and then not written): the precision
+    # the run trained and was scored in, and the code version (package version + protocol version).
+    precision: str | None = None
+    code_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,11 +268,24 @@ class EvalResult:
     reevaluation: Reevaluation | None = None
     halt_after: int = 0
     halting: Mapping[int, SizeHalting] | None = None
+    # Protocol 1 (docs/protocol.md): the validation accuracy per size and iteration, scored in the
+    # same pass machinery as ``accuracy``, and the tolerance of the rule that chooses the
+    # iteration on it (``choose_iteration``). None: no validation data (the old protocol).
+    validation: Mapping[int, tuple[float, ...]] | None = None
+    tolerance: float = SELECTION_TOLERANCE
 
     def __post_init__(self) -> None:
         for size, curve in self.accuracy.items():
             if len(curve) != self.iterations:
                 raise ValueError(f"size {size} has {len(curve)} accuracies for {self.iterations} iterations.")
+        if self.validation is not None:
+            if set(self.validation) != set(self.accuracy):
+                raise ValueError("the validation curves must cover exactly the sizes scored.")
+            for size, curve in self.validation.items():
+                if len(curve) != self.iterations:
+                    raise ValueError(f"size {size} has {len(curve)} validation accuracies for {self.iterations} iterations.")
+        if not 0 <= self.tolerance < 1:
+            raise ValueError(f"the selection tolerance must be in [0, 1), got {self.tolerance}.")
         if (self.halt_after > 0) != (self.halting is not None) or self.halt_after < 0:
             raise ValueError(f"halt_after must be 0 without a halting record and positive with one, got {self.halt_after}.")
         if self.halting is not None:
@@ -221,7 +303,14 @@ class EvalResult:
 
     @property
     def summary(self) -> dict[int, SizeSummary]:
-        return {size: SizeSummary.of(curve, self.train_iters) for size, curve in self.accuracy.items()}
+        val = self.validation or {}
+        return {size: SizeSummary.of(curve, self.train_iters, val.get(size), self.tolerance)
+                for size, curve in self.accuracy.items()}
+
+    @property
+    def protocol(self) -> int:
+        """1: the iteration is chosen on validation data; 0: no validation data (only the oracle)."""
+        return PROTOCOL_VERSION if self.validation is not None else 0
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(
@@ -230,8 +319,13 @@ class EvalResult:
             accuracy={str(size): list(curve) for size, curve in self.accuracy.items()},
             summary={str(size): asdict(s) for size, s in self.summary.items()},
         )
+        if self.validation is not None:
+            data.update(validation={str(size): list(curve) for size, curve in self.validation.items()},
+                        selection=dict(protocol=PROTOCOL_VERSION, rule=SELECTION_RULE, tolerance=self.tolerance,
+                                       chosen_iter="chosen on validation; chosen: the TEST accuracy there",
+                                       best_iter=ORACLE_LABEL))
         if self.run is not None:
-            data.update(asdict(self.run))
+            data.update({k: v for k, v in asdict(self.run).items() if v is not None or k not in ("precision", "code_version")})
         if self.reevaluation is not None:
             data.update({k: v for k, v in asdict(self.reevaluation).items() if v is not None})
         if self.halting is not None:
@@ -243,8 +337,9 @@ class EvalResult:
     def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
         run = reevaluation = None
         if "seconds" in data:  # a run's own evaluation
-            run = RunInfo(**{k: data[k] for k in RunInfo.__dataclass_fields__ if k != "seconds"},
-                          seconds=Timing(**data["seconds"]))
+            optional = ("precision", "code_version")  # absent from files before protocol 1
+            run = RunInfo(**{k: data[k] for k in RunInfo.__dataclass_fields__ if k not in ("seconds", *optional)},
+                          **{k: data[k] for k in optional if k in data}, seconds=Timing(**data["seconds"]))
         elif "task" in data:  # a re-evaluation of a run's checkpoint
             source = DataSource(**data["data"]) if "data" in data else None
             reevaluation = Reevaluation(task=data["task"], model=data["model"], data=source)
@@ -252,10 +347,15 @@ class EvalResult:
         if "halting" in data:
             halting = {int(size): SizeHalting.from_json(record, halt_after, data["iterations"])
                        for size, record in data["halting"].items()}
+        validation, tolerance = None, SELECTION_TOLERANCE
+        if "validation" in data:
+            validation = {int(size): tuple(curve) for size, curve in data["validation"].items()}
+            tolerance = data["selection"]["tolerance"]
         result = cls(iterations=data["iterations"], train_iters=data["train_iters"],
                      accuracy={int(size): tuple(curve) for size, curve in data["accuracy"].items()}, run=run,
-                     reevaluation=reevaluation, halt_after=halt_after, halting=halting)
-        stored = {int(size): SizeSummary(**s) for size, s in data["summary"].items()}
+                     reevaluation=reevaluation, halt_after=halt_after, halting=halting, validation=validation,
+                     tolerance=tolerance)
+        stored = {int(size): SizeSummary.from_json(s) for size, s in data["summary"].items()}
         if stored != result.summary:
             raise ResultFormatError("its summary disagrees with its accuracy curves.")
         return result
@@ -467,6 +567,6 @@ from benchmark.infra.classification_results import (  # noqa: E402
     EpochScore,
 )
 
-__all__ = ["BankFold", "BankFoldResult", "BankSimilarity", "ClassificationResult", "ClassificationTiming", "EpochScore",
+__all__ = ["code_version", "ORACLE_LABEL", "PROTOCOL_VERSION", "SELECTION_RULE", "SELECTION_TOLERANCE", "choose_iteration", "BankFold", "BankFoldResult", "BankSimilarity", "ClassificationResult", "ClassificationTiming", "EpochScore",
            "EvalResult", "FoldReport", "FoldResult", "FoldedLoop", "Headline", "ResultFormatError", "RunInfo",
-           "SimilarityRecord", "SizeComparison", "SizeHalting", "SizeSummary", "Timing", "read_eval"]
+           "SimilarityRecord", "SizeComparison", "SizeHalting", "SizeSummary", "Timing", "ValidatedSummary", "read_eval"]

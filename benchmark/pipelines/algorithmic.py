@@ -29,11 +29,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from benchmark.models.contract import FoldableModel
 from benchmark.infra import distributed, precision
 from benchmark.infra.checkpoint import checkpoint_fields, save_checkpoint
-from benchmark.config.schema import DEVICE_PATTERN, USER_ERRORS, ConfigError, check_config, data_seeds, quiet_interrupts, size_name
+from benchmark.config.schema import DEVICE_PATTERN, USER_ERRORS, ConfigError, check_config, data_seeds, n_validation, quiet_interrupts, size_name
 from benchmark.evaluation.extrapolation import evaluate, format_table
 from benchmark.analysis.folding import fold
 from benchmark.training.loop_regulariser import training_regulariser
-from benchmark.infra.results import EvalResult, FoldResult, RunInfo, Timing
+from benchmark.infra.results import EvalResult, FoldResult, RunInfo, Timing, code_version
 from benchmark.infra.rundir import RunDir
 from benchmark.analysis.similarity import similarity_record
 from benchmark.training.trainer import NonFiniteLoss, fit
@@ -269,13 +269,17 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
     resuming), model.pt, evaluation, folding, plots. Under torchrun, ranks other than 0 train
     (writing nothing) and return None."""
     cache = cfg.cache_dir if cfg.cache_dir else None
-    train_seed, test_seed = data_seeds(cfg.seed)
+    seeds = data_seeds(cfg.seed)
+    train_seed, test_seed = seeds
     main = distributed.is_main()
     t0 = time.perf_counter()
     with distributed.main_first():  # rank 0 fills the cache, the other ranks then read it
         train_data = task.dataset(cfg.size.train, cfg.size.n_train, seed=train_seed, cache_dir=cache)
     test_sizes = sorted({cfg.size.train, *cfg.size.test}) if main else []
     test_sets = {s: task.dataset(s, cfg.size.n_test, seed=test_seed, cache_dir=cache) for s in test_sizes}
+    # Validation (docs/protocol.md): other seeds than the test sets; the iteration reported is chosen on it.
+    n_val = n_validation(cfg.size)
+    val_sets = {s: task.dataset(s, n_val, seed=seeds.validation, cache_dir=cache) for s in test_sizes} if n_val > 0 else None
     generation_s = time.perf_counter() - t0
 
     n_params = sum(p.numel() for p in model.parameters())
@@ -297,7 +301,8 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
     save_checkpoint(model, cfg, RunDir(run_dir).model)
 
     def score(m: torch.nn.Module) -> EvalResult:
-        return evaluate(m, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device, cfg.eval.halt_after)
+        return evaluate(m, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device, cfg.eval.halt_after,
+                        validation_sets=val_sets)
 
     t0 = time.perf_counter()
     evaluation = score(model)
@@ -306,6 +311,7 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
         task=task.name, model=model.name, parameters=n_params, seed=cfg.seed, train_size=cfg.size.train, device=str(device),
         final_train_acc=records[-1]["train_acc"] if records else None,
         seconds=Timing(generation=round(generation_s, 2), train=round(train_s, 2), eval=round(eval_s, 2)),
+        precision=str(cfg.precision), code_version=code_version(),
     ))
     RunDir(run_dir).write_eval(evaluation)
     print(format_table(evaluation, title=f"accuracy ({task.name}, {model.name}, trained {cfg.train.iters} iterations)"))
