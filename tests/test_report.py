@@ -229,7 +229,7 @@ def test_overthinking_table_of_runs_with_known_answers(tmp_path):
     _known_run(tmp_path, 1, hold=3, final_train_acc=0.85, metrics=[(10, 0.4)])
     report.report([tmp_path], tmp_path / "out")
     lines = (tmp_path / "out" / "overthinking.md").read_text().splitlines()
-    assert lines[0] == ("| size | model | seeds | peak % | peak iteration: median (min..max) | last iteration | at last % "
+    assert lines[0] == ("| size | model | seeds | peak % = oracle (chosen on test) | peak iteration: median (min..max) | last iteration | at last % "
                         "| drop from peak (points) |")
     assert lines[2:] == [
         "| 6 | stub | 2 | 50.0 ± 0.0 | 1 (1..1) | 7 | 50.0 ± 0.0 | 0.0 ± 0.0 |",
@@ -258,16 +258,16 @@ def test_accuracy_against_size_at_three_budgets_with_known_answers(tmp_path):
     cells = frame.pivot_table(index=["budget", "seed"], columns="size", values="accuracy")
     assert cells.to_dict("index") == {
         ("at eval.iters (7 iterations)", 0): {6: 0.5, 8: 0.5}, ("at eval.iters (7 iterations)", 1): {6: 0.5, 8: 0.25},
-        ("at its best iteration", 0): {6: 0.5, 8: 1.0}, ("at its best iteration", 1): {6: 0.5, 8: 0.75},
+        (report.ORACLE_BUDGET, 0): {6: 0.5, 8: 1.0}, (report.ORACLE_BUDGET, 1): {6: 0.5, 8: 0.75},
         ("at the training depth (3 iterations)", 0): {6: 0.5, 8: 0.75}, ("at the training depth (3 iterations)", 1): {6: 0.5, 8: 0.75},
     }
-    best = frame[frame["budget"] == "at its best iteration"].sort_values(["seed", "size"])
+    best = frame[frame["budget"] == report.ORACLE_BUDGET].sort_values(["seed", "size"])
     assert best["iterations"].tolist() == [1, 5, 1, 3]
 
     # The figure: one panel per budget, in that order; one line per model through its means over seeds.
     other = frame.assign(model="other", accuracy=frame["accuracy"] / 2)
     fig = plot.accuracy_vs_size_figure(pd.concat([frame, other], ignore_index=True))
-    assert [ax.get_title() for ax in fig.axes] == ["at its best iteration", "at the training depth (3 iterations)",
+    assert [ax.get_title() for ax in fig.axes] == [report.ORACLE_BUDGET, "at the training depth (3 iterations)",
                                                   "at eval.iters (7 iterations)"]
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["6", "8\n(training)"]
     means = [line for line in fig.axes[0].lines if len(line.get_ydata()) == 2]  # the lines through the means (bars: more points)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -47,6 +48,7 @@ from benchmark.infra.results import (  # noqa: E402
     ClassificationResult,
     EvalResult,
     FoldResult,
+    ORACLE_LABEL,
     ResultFormatError,
     RunInfo,
 )
@@ -100,6 +102,8 @@ def run_rows(run_dir: Path) -> list[dict]:
             final_iter=s.final_iter, steps_to_99=steps, steps_to_90=steps_90, final_train_acc=info.final_train_acc,
             train_seconds=info.seconds.train,
         )
+        if s.chosen_iter is not None:  # protocol 1: the iteration chosen on validation, the TEST accuracy there
+            row.update(chosen=s.chosen, chosen_iter=s.chosen_iter)
         if size in folded:
             row.update(folded_best=folded[size].best, folded_final=folded[size].final,
                        folded_loops=folding.report.num_loops, folded_parameters=folding.report.parameters_after)
@@ -119,7 +123,7 @@ def curves_frame(run_dirs: list[Path]) -> pd.DataFrame:
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     metrics = ["at_train_depth", "best", "final", "final_train_acc", "steps_to_90", "steps_to_99"] + [
-        c for c in ("folded_best",) if c in runs]
+        c for c in ("folded_best", "chosen") if c in runs]
     grouped = runs.groupby(["model", "size"])
     summary = grouped[metrics].agg(["mean", "std"])
     summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
@@ -136,10 +140,19 @@ def markdown_table(summary: pd.DataFrame) -> str:
     def steps(mean: float, reached: int, seeds: int) -> str:
         return f"- (0/{seeds})" if pd.isna(mean) else f"{mean:.0f} ({reached}/{seeds})"
 
-    lines = ["| model | params | size | seeds | @train depth % | best % | final % | final train acc % "
-             "| steps to 90% / 99% train (runs reaching it) |", "|---|---|---|---|---|---|---|---|---|"]
+    # Protocol 1 runs (validation data) add the TEST accuracy at the iteration chosen on validation;
+    # "best" is the oracle, chosen on the test set itself, and labelled so.
+    validated = "chosen_mean" in summary
+
+    def chosen(r: Any) -> str:
+        return f"{pct(r.chosen_mean, r.chosen_std)} | " if not pd.isna(r.chosen_mean) else "- (no validation data) | "
+
+    lines = ["| model | params | size | seeds | @train depth % | " + ("val-chosen % (test acc.) | " if validated else "")
+             + f"best % = {ORACLE_LABEL} | final % | final train acc % "
+             "| steps to 90% / 99% train (runs reaching it) |", "|---|---|---|---|---|" + ("---|" if validated else "") + "---|---|---|---|"]
     for r in summary.itertuples():
         lines.append(f"| {r.model} | {r.parameters:,} | {r.size} | {r.seeds} | {pct(r.at_train_depth_mean, r.at_train_depth_std)} | "
+                     + (chosen(r) if validated else "") +
                      f"{pct(r.best_mean, r.best_std)} | {pct(r.final_mean, r.final_std)} | "
                      f"{pct(r.final_train_acc_mean, r.final_train_acc_std)} | "
                      f"{steps(r.steps_to_90_mean, r.reached_90, r.seeds)} / {steps(r.steps_to_99_mean, r.reached_99, r.seeds)} |")
@@ -161,16 +174,24 @@ def plot_curves(frame: pd.DataFrame, path: Path, train_iters: int | None = None)
     return save_figure(fig, path)
 
 
+ORACLE_BUDGET = f"at its best iteration, {ORACLE_LABEL}"
+CHOSEN_BUDGET = "at the iteration chosen on validation"
+
+
 def budget_frame(run_dirs: list[Path]) -> pd.DataFrame:
     """Long table (model, seed, size, train_size, budget, iterations, accuracy): every run's accuracy
-    per test size at three budgets: its best iteration, the training depth and the last iteration
-    scored (eval.iters). A fixed budget's label names its iteration count when all runs share it."""
+    per test size at three budgets: its best iteration (the oracle, chosen on test), the training
+    depth and the last iteration scored (eval.iters); runs with validation data (protocol 1) also
+    at the iteration chosen on validation, first. A fixed budget's label names its iteration
+    count when all runs share it."""
     rows = []
     for run_dir in run_dirs:
         result, info = read_run(run_dir)
         for size, s in result.summary.items():
             common = dict(model=info.model, seed=info.seed, size=size, train_size=info.train_size)
-            rows += [dict(common, budget="at its best iteration", iterations=s.best_iter, accuracy=s.best),
+            if s.chosen_iter is not None:
+                rows.append(dict(common, budget=CHOSEN_BUDGET, iterations=s.chosen_iter, accuracy=s.chosen))
+            rows += [dict(common, budget=ORACLE_BUDGET, iterations=s.best_iter, accuracy=s.best),
                      dict(common, budget="at the training depth", iterations=s.train_depth, accuracy=s.at_train_depth),
                      dict(common, budget="at eval.iters", iterations=s.final_iter, accuracy=s.final)]
     frame = pd.DataFrame(rows)
@@ -201,7 +222,7 @@ def overthinking_table(run_dirs: list[Path]) -> pd.DataFrame:
 def overthinking_markdown(table: pd.DataFrame) -> str:
     pct = percent_mean_sd
 
-    lines = ["| size | model | seeds | peak % | peak iteration: median (min..max) | last iteration | at last % "
+    lines = [f"| size | model | seeds | peak % = {ORACLE_LABEL} | peak iteration: median (min..max) | last iteration | at last % "
              "| drop from peak (points) |", "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         lines.append(f"| {r.size} | {r.model} | {r.seeds} | {pct(r.peak_mean, r.peak_std)} | {r.peak_iter_median:g} "
