@@ -13,13 +13,49 @@ def main(cfg: DictConfig) -> None:
     # The task's config chooses the pipeline (configs/pipeline/): benchmark.pipelines.algorithmic.main for generated
     # puzzles, benchmark.pipelines.classification.main for read image sets; `_partial_: true` makes it a callable.
     # Every _target_ must name a registered class before Hydra imports or calls anything
-    # (task._target_=os.system on the command line is one sentence, exit status 2).
-    from benchmark.models.registry import check_targets
+    # (task._target_=os.system on the command line is one sentence, exit status 2), and every
+    # interpolation must resolve: benchmark.pipelines.sweep.check_point, as a sweep checks each job.
+    from benchmark.pipelines.sweep import check_point
 
-    exit_on_user_error(check_targets, cfg)
+    exit_on_user_error(check_point, cfg)
     pipeline = instantiate(cfg.pipeline)
     pipeline(cfg)
 
 
+def check_group_overrides(overrides: list[str]) -> None:
+    """A config group chosen on the command line must be given a name (``task=maze``): Hydra itself
+    fails with a traceback on ``task=-1`` or ``model=1.5`` (a number where it wants a string). Raises
+    ``ConfigError`` (one sentence); overrides Hydra cannot parse are left for its own message."""
+    from importlib.resources import files
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from benchmark.config.schema import ConfigError
+
+    groups = {entry.name for entry in files("configs").iterdir() if entry.is_dir() and not entry.name.startswith("_")}
+    parser = OverridesParser.create()
+    for text in overrides:
+        if text.startswith("-") or "=" not in text:
+            continue
+        try:
+            override = parser.parse_override(text)
+        except HydraException:
+            continue
+        if override.key_or_group not in groups or override.is_delete():
+            continue
+        try:
+            values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        except Exception:  # a glob or range Hydra expands only against the repository: its own message
+            continue
+        if not all(isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+                   for value in values):
+            raise ConfigError(f"{override.key_or_group} must name one of its configs (e.g. {override.key_or_group}=<name>), "
+                              f"got {text.split('=', 1)[1]!r}.")
+
+
 if __name__ == "__main__":
+    import sys
+
+    exit_on_user_error(check_group_overrides, sys.argv[1:])
     main()

@@ -28,9 +28,17 @@ def check_point(cfg: DictConfig) -> None:
     """The checks a job makes of its config alone, before it builds or writes anything: every
     ``_target_`` registered (``benchmark.models.registry.check_targets``), then its pipeline's own
     check (``check_config`` for puzzles, the classification schema's for image sets)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     from benchmark.models.registry import PIPELINES, check_targets
 
     check_targets(cfg)
+    try:  # every interpolation (seed=${oc.env:X}) resolves, or the checks below would stop on it
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as err:
+        first_line = (str(err).splitlines() or [""])[0]
+        raise ConfigError(f"an option's interpolation does not resolve ({first_line}).") from err
     if cfg.pipeline.get("_target_") == PIPELINES[1]:
         from benchmark.config.classification import check_classification_config
 
