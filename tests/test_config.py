@@ -187,6 +187,7 @@ REFUSALS = [
     ("train.optimizer._target_=os.system", "train.optimizer must be a partial (_partial_: true) of one of torch.optim.AdamW"),
     ("train.scheduler._target_=builtins.exec", "train.scheduler must be a partial (_partial_: true) of one of"),
     ("train.optimizer._partial_=false", "got 'torch.optim.AdamW'."),
+    ("train.optimizer.lr=0.5", "train.optimizer.lr (0.5) differs from train.lr (0.002); set train.lr, which the optimizer takes."),
     ("eval.halt_after=-1", "eval.halt_after must be an integer >= 0 (0: no halting), got -1."),
     ("train.loop_form=l1", "train.loop_form must be one of squared, abs, got 'l1'."),
     ("train.curriculum_steps=-1", "train.curriculum_steps must be an integer >= 0 (0: no length curriculum), got -1."),

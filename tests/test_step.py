@@ -3,6 +3,7 @@ and the optimizer and schedule built from the train schemas' Hydra partials."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -242,3 +243,12 @@ def test_another_optimizer_is_a_config_change(make_cfg):
     assert [g["momentum"] for g in optimizer.param_groups] == [0.9, 0.9]
     assert [g["lr"] for g in optimizer.param_groups] == [0.05, 0.05]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [cfg.train.weight_decay, 0.0]
+
+
+def test_a_partial_field_follows_its_option_in_a_config_changed_after_resolving():
+    """A config resolved once (a run's config.yaml) and then changed trains at the new value: the
+    partials' fields named like an option always take the option's value."""
+    resolved = OmegaConf.to_container(OmegaConf.create({"train": dataclasses.asdict(TrainConfig())}), resolve=True)["train"]
+    changed = TrainConfig(**{**resolved, "lr": 0.01, "warmup_steps": 1})
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), changed)
+    assert optimizer.param_groups[0]["lr"] == 0.01 and resolved["optimizer"]["lr"] == TrainConfig.lr

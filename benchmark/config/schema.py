@@ -232,12 +232,20 @@ SCHEDULES = ("benchmark.training.optim.warmup_cosine_schedule", "torch.optim.lr_
 
 
 def check_partials(train: Any) -> None:
-    """``train.optimizer`` and ``train.scheduler`` are partials of an allowed class (one sentence if not)."""
+    """``train.optimizer`` and ``train.scheduler`` are partials of an allowed class, and a field of
+    theirs named like a train option (``lr``, ``weight_decay``, ``warmup_steps``, ...) holds that
+    option's value: the option is the one place it is set (one sentence if not)."""
     for key, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULES)):
         node = train.get(key) if hasattr(train, "get") else getattr(train, key, None)
         target = node.get("_target_") if hasattr(node, "get") else None
         require(target in allowed and node.get("_partial_") is True,
                 f"train.{key} must be a partial (_partial_: true) of one of {', '.join(allowed)}, got {target!r}.")
+        if isinstance(train, DictConfig):  # as composed: a field set on its own instead of through its option
+            raw, options = OmegaConf.to_container(node, resolve=False), OmegaConf.to_container(train, resolve=False)
+            for name, value in raw.items():
+                if not name.startswith("_") and name in options and value not in (f"${{train.{name}}}", options[name]):
+                    raise ConfigError(f"train.{key}.{name} ({value!r}) differs from train.{name} "
+                                      f"({options[name]!r}); set train.{name}, which the {key} takes.")
 
 
 def check_component(key: str, value: Any) -> None:

@@ -31,12 +31,18 @@ def _schema(cfg: Any) -> type:
 
 
 def partial_node(cfg: Any, key: str) -> DictConfig:
-    """The config's ``optimizer`` or ``scheduler`` partial (``key``) with ``cfg``'s values in place
-    of its ``${train.<option>}`` interpolations; ``cfg`` a train config (dataclass or node), whose
-    partials are checked against the allowed classes first (``check_partials``)."""
+    """The config's ``optimizer`` or ``scheduler`` partial (``key``), checked against the allowed
+    classes first (``check_partials``), each of its fields named like a train option given that
+    option's value: the option is the one source (a config resolved once and then changed, such as
+    ``TrainConfig(**{**resolved, "lr": 0.01})``, trains at the new lr, not the stale copy)."""
     check_partials(cfg)
     values = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dataclasses.asdict(cfg)
-    return OmegaConf.create({"train": values})["train"][key]
+    values = OmegaConf.to_container(OmegaConf.create({"train": values}), resolve=True)["train"]  # ${train.*} inside
+    node = dict(values[key])
+    for name in node:
+        if not name.startswith("_") and name in values:
+            node[name] = values[name]
+    return OmegaConf.create(node)
 
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:
