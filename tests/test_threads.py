@@ -75,10 +75,13 @@ def test_a_real_joblib_sweep_of_two_jobs_shares_the_cores(tmp_path):
     """Two jobs side by side through Hydra's joblib launcher, on a machine pretended to have 8
     cores: the job without a setting gets 8 // 2 = 4 threads (neither torch's default nor
     OMP_NUM_THREADS=1 of the environment), the one with threads=3 gets 3."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]), "PROBE_CORES": "8",
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "sitecustomize.py").write_text("import threads_probe\nthreads_probe.install()\n")  # in every process
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(probe), str(TESTS.parent), str(TESTS)]), "PROBE_CORES": "8",
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "benchmark", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-           "pipeline._target_=threads_probe.record", f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}",
+           f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}",
            *TINY, "size.train=5", "size.test=[5]", "model.width=4", "threads=null,3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
