@@ -300,12 +300,14 @@ def _train_and_report(cfg: DictConfig, task: Task, model: torch.nn.Module, devic
         return None
     save_checkpoint(model, cfg, RunDir(run_dir).model)
 
-    def score(m: torch.nn.Module) -> EvalResult:
+    def score(m: torch.nn.Module, validation: dict | None = None) -> EvalResult:
         return evaluate(m, task, test_sets, cfg.eval.iters, cfg.train.iters, cfg.eval.batch_size, device, cfg.eval.halt_after,
-                        validation_sets=val_sets)
+                        validation_sets=validation)
 
     t0 = time.perf_counter()
-    evaluation = score(model)
+    # The run's own model is scored on validation too (the protocol's choice of iteration); the
+    # folded model of analyse_sharing on the test sets only, so validation costs one more pass, not two.
+    evaluation = score(model, val_sets)
     eval_s = time.perf_counter() - t0
     evaluation = replace(evaluation, run=RunInfo(
         task=task.name, model=model.name, parameters=n_params, seed=cfg.seed, train_size=cfg.size.train, device=str(device),
