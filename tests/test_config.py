@@ -80,7 +80,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     cfg = OmegaConf.to_container(compose_config("task=maze", "size=train9_test15"), resolve=True)
     assert cfg["task"] == {"_target_": "tasks.maze.MazeTask", "rendering": "compact", "generator": "dfs", "percolation": 0.0,
                            "start": "random", "goal": "random"}
-    assert cfg["size"] == {"train": 9, "test": [15], "n_train": 40000, "n_test": 1000}
+    assert cfg["size"] == {"train": 9, "test": [15], "n_train": 40000, "n_test": 1000, "n_val": None}  # n_val: protocol 1 (docs/protocol.md)
     assert cfg["model"] == {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
                             "templates": 2, "coefficient_init": "orthogonal", "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
@@ -113,12 +113,12 @@ STUDY_MODELS = ["recurrent", "shared_k2", "feedforward", "depth_k2", "shared_k1"
 
 @pytest.mark.parametrize(
     "task,study,looped",
-    [("maze", dict(size=dict(train=9, test=[15], n_train=20000, n_test=500), eval=dict(iters=100, batch_size=250, fold_threshold=0.99, halt_after=0),
+    [("maze", dict(size=dict(train=9, test=[15], n_train=20000, n_test=500, n_val=None), eval=dict(iters=100, batch_size=250, fold_threshold=0.99, halt_after=0),
                    train=dict(epochs=16, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=20, log_every=25,
                               checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None,
                               curriculum_steps=0, curriculum_start=8, progressive_min_iters=1)),
       dict(alpha=1.0, detach_extra=20)),
-     ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=200),
+     ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=200, n_val=None),
                           eval=dict(iters=300, batch_size=500, fold_threshold=0.99, halt_after=20),
                           train=dict(epochs=60, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
                                      log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None,
