@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.models.contract import IterativeModel
+from benchmark.models.contract import ResumableModel, ScoredModel
 from benchmark.infra.results import ORACLE_LABEL, SELECTION_RULE, SELECTION_TOLERANCE, SETTLED_KINDS, EvalResult, SizeHalting
 from benchmark.evaluation.settling import SettleDetector
 from tasks.base import Task
@@ -15,7 +15,7 @@ class _Unroll:
     ``keep(index)`` keeps only the samples at ``index`` from the next iteration on.
 
     With ``shrink`` and a model that can resume from a state (``states(x, iters, state, start)``,
-    ``logits`` and ``check_iters``: every ``benchmark.models.contract.IterativeModel``), dropped samples are no longer computed: the state
+    ``logits`` and ``check_iters``: a ``benchmark.models.contract.ResumableModel``), dropped samples are no longer computed: the state
     ``(n, w, *S)`` and input are cut down and the unroll resumes from them at the same iteration
     (the same iterations, hence the same logits, for the samples kept). Otherwise the one
     ``iter_logits`` pass runs on and the logits are cut down.
@@ -23,7 +23,7 @@ class _Unroll:
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, iters: int, shrink: bool) -> None:
         self.model, self.x, self.iters, self.t = model, x, iters, 0
-        self.resumable = shrink and isinstance(model, IterativeModel)
+        self.resumable = shrink and isinstance(model, ResumableModel)
         if self.resumable:
             model.check_iters(iters)  # as iter_logits would: no more iterations than the model has weights for
         self.h: torch.Tensor | None = None  # (n, w, *S) the state after iteration t (resumable only)
@@ -174,7 +174,7 @@ def evaluate(
 
     Models with a fixed depth (``iteration_limit``) are scored up to that depth only.
     """
-    limit = model.iteration_limit if isinstance(model, IterativeModel) else None
+    limit = model.iteration_limit if isinstance(model, ScoredModel) else None
     iters = iters if limit is None else min(iters, limit)
     if validation_sets is not None and set(validation_sets) != set(test_sets):
         raise ValueError(f"validation sizes {sorted(validation_sets)} differ from the test sizes {sorted(test_sets)}.")

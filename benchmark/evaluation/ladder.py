@@ -42,7 +42,7 @@ from benchmark.evaluation.extrapolation import settle_and_score
 from benchmark.evaluation.splits import load_manifest
 from benchmark.infra.ladder import LadderResult, SplitScore
 from benchmark.infra.rundir import RunDir
-from benchmark.models.contract import IterativeModel
+from benchmark.models.contract import ScoredModel
 from tasks.base import Task
 from tasks.fileio import check_writable_dir
 
@@ -107,7 +107,7 @@ def run_ladder(args: argparse.Namespace, argv: list[str] | None = None) -> Ladde
     label = "-".join(_safe(a) for a in names) + "".join(
         f"{'-' if names or i else ''}data-{_safe(p.stem)}-{external[p][2][:12]}" for i, p in enumerate(files))
     stem = f"{label}_iters{args.iters}_n{n}_halt{halt}{_precision_tag(model, cfg)}"
-    limit = model.iteration_limit if isinstance(model, IterativeModel) else None
+    limit = model.iteration_limit if isinstance(model, ScoredModel) else None
     iters = args.iters if limit is None else min(args.iters, limit)
     model = model.to(device)
     jobs: list[tuple[str, Task, torch.utils.data.TensorDataset, dict]] = []

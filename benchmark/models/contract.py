@@ -75,25 +75,36 @@ class Model(Protocol):
 
 
 @runtime_checkable
-class IterativeModel(Model, Protocol):
+class ScoredModel(Protocol):
+    """What the evaluator scores (``benchmark.evaluation.extrapolation``): the logits after each
+    iteration, and the most iterations it has weights for (None: any number)."""
+
+    iteration_limit: int | None
+
+    def iter_logits(self, x: torch.Tensor, iters: int) -> Iterator[torch.Tensor]: ...
+
+
+@runtime_checkable
+class ResumableModel(ScoredModel, Protocol):
+    """A ``ScoredModel`` that continues from a state, so that halting stops computing the samples
+    that have settled: ``states`` from a given state and iteration, ``logits`` of a state."""
+
+    def check_iters(self, iters: int) -> None: ...
+
+    def states(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> Iterator[torch.Tensor]: ...
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class IterativeModel(Model, ResumableModel, Protocol):
     """A puzzle model run for a chosen number of iterations, resumable from a state (module docstring)."""
 
     precision: str
 
-    @property
-    def iteration_limit(self) -> int | None: ...
-
-    def check_iters(self, iters: int) -> None: ...
-
     def initial_state(self, x: torch.Tensor) -> torch.Tensor: ...
 
-    def states(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> Iterator[torch.Tensor]: ...
-
     def run(self, x: torch.Tensor, iters: int, state: torch.Tensor | None = None, start: int = 0) -> torch.Tensor: ...
-
-    def logits(self, h: torch.Tensor) -> torch.Tensor: ...
-
-    def iter_logits(self, x: torch.Tensor, iters: int) -> Iterator[torch.Tensor]: ...
 
 
 @runtime_checkable
@@ -163,5 +174,5 @@ def register_model(name: str, *, former_paths: tuple[str, ...] = ()) -> Callable
     return decorate
 
 
-__all__ = ["FORMER_PATHS", "FoldableModel", "ImageClassifier", "IterativeModel", "KINDS", "MODELS", "Model", "kind_of", "missing_members",
+__all__ = ["FORMER_PATHS", "FoldableModel", "ImageClassifier", "IterativeModel", "ResumableModel", "ScoredModel", "KINDS", "MODELS", "Model", "kind_of", "missing_members",
            "register_model"]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.models.contract import IterativeModel
+from benchmark.models.contract import ScoredModel
 from benchmark.config.schema import TrainConfig
 from benchmark.infra import distributed
 from benchmark.training.average import AVERAGE_GAP, WeightAverage, ema_decay
@@ -60,7 +60,7 @@ class Trainer:
         self.total = cfg.epochs * len(self.loader)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.total)
         # A fixed-depth model (feed-forward) has no iterations past its depth to learn holding in.
-        self.detach_extra = cfg.detach_extra if (model.iteration_limit if isinstance(model, IterativeModel) else None) is None else 0
+        self.detach_extra = cfg.detach_extra if (model.iteration_limit if isinstance(model, ScoredModel) else None) is None else 0
         self.window, self.guard = MetricsWindow(device), FiniteGuard(device)
         self.records: list[dict] = []
         self.step = self.seen = self.epoch = 0
