@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from tasks.fileio import write_atomic
+from tasks.fileio import npz_arrays, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,11 @@ class Task(ABC):
         if not ((targets >= 0).all() and (targets < sol.nvec).all()):
             raise TaskError(f"{self.name} targets must be class indices in [0, {int(sol.nvec.max()) - 1}].")
 
+    def _bytes(self, size: int, n: int) -> int:
+        """The bytes of ``n`` puzzles of ``size``: float32 inputs and int64 targets."""
+        cells = int(np.prod(self.shape(size)))
+        return n * cells * (4 * self.spec.in_channels + 8)
+
     def cache_path(self, cache_dir: str | os.PathLike, size: int, n: int, seed: int) -> Path:
         """Where ``dataset(size, n, seed, cache_dir)`` keeps its file."""
         return Path(cache_dir).expanduser() / f"{self.cache_key(size, n, seed)}.npz"
@@ -195,6 +200,14 @@ class Task(ABC):
             raise TaskError(f"the dataset cache file {path} is a directory; remove it or choose another cache_dir.")
         if path.exists():
             try:
+                # The headers first: a file declaring other shapes than this dataset's costs nothing.
+                declared = npz_arrays(path, max_file_bytes=2 * self._bytes(size, n) + 2**20,
+                                      max_array_bytes=self._bytes(size, n) + 2**10, kinds="fiU")
+                want = {"inputs": ((n, self.spec.in_channels, *self.shape(size)), np.float32),
+                        "targets": ((n, *self.shape(size)), np.int64)}
+                for name, (shape, dtype) in want.items():
+                    if name not in declared or declared[name] != (shape, np.dtype(dtype)):
+                        raise TaskError(f"its {name} are not {n} puzzles of size {size}")
                 with np.load(path, allow_pickle=False) as f:
                     inputs, targets, checksum = f["inputs"], f["targets"], str(f["checksum"])
                 if len(inputs) != n:

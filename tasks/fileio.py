@@ -123,13 +123,13 @@ _NPZ_KINDS = "biuf"  # bool, signed and unsigned integers, floats: never objects
 
 
 def npz_arrays(path: str | Path, max_file_bytes: int = MAX_NPZ_FILE_BYTES,
-               max_array_bytes: int = MAX_NPZ_ARRAY_BYTES) -> dict[str, tuple[tuple[int, ...], Any]]:
+               max_array_bytes: int = MAX_NPZ_ARRAY_BYTES, kinds: str = _NPZ_KINDS) -> dict[str, tuple[tuple[int, ...], Any]]:
     """``{name: (shape, dtype)}`` of the arrays in the ``.npz`` at ``path``, read from their headers
     alone (no array data), so that a file can be refused before it costs memory: ``ValueError``
     with one sentence unless ``path`` is a regular file of at most ``max_file_bytes`` (not a pipe,
     which would block, nor a device such as /dev/zero), a zip archive of ``.npy`` members in
-    format 1.0 or 2.0 holding plain numbers (``_NPZ_KINDS``), declaring at most
-    ``max_array_bytes`` in all."""
+    format 1.0 or 2.0 holding plain numbers (``kinds``, numpy's dtype kinds: ``_NPZ_KINDS``; the
+    dataset cache adds ``U`` for its checksum string), declaring at most ``max_array_bytes`` in all."""
     import stat
     import zipfile
 
@@ -155,7 +155,7 @@ def npz_arrays(path: str | Path, max_file_bytes: int = MAX_NPZ_FILE_BYTES,
                         raise ValueError(f"array {name!r} is in .npy format {version}, not 1.0 or 2.0")
                     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                     shape, _, dtype = read(handle)
-                if dtype.kind not in _NPZ_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+                if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
                     raise ValueError(f"array {name!r} has dtype {dtype}, not a plain number type")
                 total += int(np.prod(shape, dtype=object)) * dtype.itemsize
                 arrays[name] = (tuple(int(n) for n in shape), dtype)

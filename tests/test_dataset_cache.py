@@ -85,3 +85,26 @@ def test_check_arrays_names_what_is_wrong(change, message):
     with pytest.raises(TaskError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
         task.check_arrays(6, *change(x, y))
     assert "\n" not in str(err.value) and str(err.value).endswith(".")
+
+
+def test_a_cache_file_declaring_huge_arrays_is_refused_from_its_header(tmp_path, caplog, monkeypatch):
+    """A cache file is read only after its headers declare exactly this dataset's arrays: a few
+    kilobytes declaring 12 TB are regenerated without numpy ever allocating what they declare."""
+    import io
+    import zipfile
+
+    task = MazeTask()
+    ref_x, ref_y = task.dataset(5, 3, seed=2, cache_dir=tmp_path).tensors
+    (path,) = tmp_path.glob("*.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 3, 1000, 1000)})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("inputs.npy", header.getvalue() + bytes(4096))
+        archive.writestr("targets.npy", header.getvalue() + bytes(4096))
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda file, *a, **k: pytest.fail("read a file whose headers were wrong")
+                        if str(file) == str(path) else real_load(file, *a, **k))
+    with caplog.at_level(logging.WARNING, logger="tasks.base"):
+        x, y = task.dataset(5, 3, seed=2, cache_dir=tmp_path).tensors
+    assert torch.equal(x, ref_x) and torch.equal(y, ref_y)
+    assert "not trusted" in caplog.text and "declares arrays of 24000000000000 bytes" in caplog.text
