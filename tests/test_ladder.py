@@ -114,3 +114,24 @@ def test_a_split_of_another_rendering_is_refused(tmp_path, capsys):
     _make_run(run, {"_target_": "tasks.maze.MazeTask", "rendering": "e2h"})
     code, _, err = _evaluate(capsys, str(run), "--splits", "maze_dfs_13")
     assert code == 2 and "rendering=compact but the run was trained with rendering=e2h" in err
+
+
+def test_the_seeds_table_averages_runs_of_one_ladder(tmp_path, capsys):
+    """``python -m benchmark.analysis.ladder_plots``: mean ± sd over runs; two copies of one run
+    give its own accuracies with sd 0; results of different ladders are refused in one sentence."""
+    import dataclasses
+
+    from benchmark.analysis import ladder_plots
+    from benchmark.infra.ladder import LadderResult
+
+    path = Path(__file__).resolve().parents[1] / "results/reference/ood/maze_ood_reference_shared.json"
+    result = LadderResult.read(path)
+    table = ladder_plots.ladder_seeds_markdown([result, result]).splitlines()
+    assert table[0] == "| generator | 13x13 | 15x15 | 33x33 | 59x59 |"
+    prim = next(line for line in table if line.startswith("| prim |"))
+    expected = [f"{100 * result.table()['prim'][size]:.1f} ± 0.0" for size in (13, 15, 33, 59)]
+    assert prim == "| prim | " + " | ".join(expected) + " |"
+    with pytest.raises(ValueError, match="one ladder"):
+        ladder_plots.ladder_seeds_markdown([result, dataclasses.replace(result, ladder="maze_loops")])
+    ladder_plots.main([str(path), str(path), "--out", str(tmp_path / "seeds.md")])
+    assert (tmp_path / "seeds.md").read_text().splitlines() == table

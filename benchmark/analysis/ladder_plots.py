@@ -57,3 +57,60 @@ def plot_ladder_curves(result: LadderResult, path: Path) -> Path:
 
 
 __all__ = ["plot_ladder_curves", "plot_ladder_heatmap"]
+
+
+def ladder_seeds_markdown(results: list[LadderResult]) -> str:
+    """One Markdown table over several runs' results on the same ladder (seeds of one recipe):
+    per row and size, the mean ± sd (over the runs) of the accuracy at each run's chosen iteration."""
+    ladders = {(r.ladder, r.chosen_iteration, r.pick) for r in results}
+    if len(ladders) != 1:
+        raise ValueError(f"the results must be one ladder at one chosen iteration, got {sorted(ladders)}.")
+    frame = pd.DataFrame([dict(row=row, size=size, accuracy=acc) for r in results
+                          for row, by_size in r.table().items() for size, acc in by_size.items()])
+    stats = frame.groupby(["row", "size"], sort=False)["accuracy"].agg(["mean", "std", "count"])
+    sizes = sorted(frame["size"].unique())
+    rows = list(dict.fromkeys(frame["row"]))
+    varying = ", ".join(results[0].varying) or "split"
+    lines = [f"| {varying} | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for row in rows:
+        cells = []
+        for size in sizes:
+            if (row, size) not in stats.index:
+                cells.append("")
+                continue
+            mean, sd, count = stats.loc[(row, size)]
+            cells.append(f"{100 * mean:.1f} ± {0.0 if pd.isna(sd) else 100 * sd:.1f}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmark.analysis.ladder_plots FILE.json ... [--out FILE.md]``: the seeds table."""
+    import argparse
+
+    from benchmark.config.schema import exit_on_user_error
+    from tasks.fileio import write_text
+
+    parser = argparse.ArgumentParser(description="Mean and sd over runs (seeds) of ladder results (ladder_*.json).")
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, help="write the Markdown table there (default: print it)")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        try:
+            table = ladder_seeds_markdown([LadderResult.read(path) for path in args.files])
+        except ValueError as err:
+            from benchmark.config.schema import ConfigError
+
+            raise ConfigError(str(err)) from err
+        if args.out is None:
+            print(table, end="")
+        else:
+            write_text(args.out, table)
+            print(f"written {args.out}")
+
+    exit_on_user_error(run)
+
+
+if __name__ == "__main__":
+    main()
