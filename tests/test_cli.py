@@ -14,7 +14,7 @@ from benchmark.evaluation.extrapolation import main as evaluate_main
 from benchmark.pipelines.algorithmic import run
 from tasks.maze import MazeTask
 
-from conftest import PUZZLE_MODELS, TINY, config_options
+from conftest import PUZZLE_MODELS, TINY
 
 
 def _cli(tmp_path, *overrides):

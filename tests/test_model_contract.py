@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from baselines.feedforward import FeedForwardNet
 from baselines.wrn import UnsharedWideResNet
-from benchmark.analysis.folding import FoldedNet, fold
+from benchmark.analysis.folding import fold
 from benchmark.analysis.study import model_kind
 from benchmark.models import registry
 from benchmark.models.contract import FoldableModel, IterativeModel, KINDS, Model, kind_of, register_model

@@ -4,7 +4,6 @@ chosen on it, the oracle labelled, matched baselines and the leaderboard."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest

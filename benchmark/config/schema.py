@@ -15,14 +15,12 @@ written: a bad value is a ``ConfigError`` with one sentence naming what is accep
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, NoReturn, Optional
+from typing import Any, NamedTuple, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -32,13 +30,10 @@ from benchmark.infra.distributed import env_world_size
 from benchmark.training.loop_regulariser import LOOP_FORMS
 from benchmark.models.recurrent import RECALL_INITS
 from benchmark.infra.precision import PRECISIONS
-from benchmark.infra.results import ResultFormatError
+from benchmark.config.errors import (  # noqa: F401  (re-exported: the commands import them from here)
+    EXIT_INTERRUPTED, EXIT_USER_ERROR, USER_ERRORS, CommandParser, ConfigError, exit_on_user_error, quiet_interrupts,
+)
 from tasks.base import Task, TaskError, is_integer
-from tasks.fileio import WriteError
-
-
-class ConfigError(ValueError):
-    """A user-caused configuration error; its message is one sentence."""
 
 
 @dataclass
@@ -427,43 +422,6 @@ def check_memory(cfg: DictConfig, task: Task) -> None:
 # What a command reports as one sentence and exit status 2 (``exit_on_user_error``, and
 # ``benchmark.pipelines.algorithmic.run_or_exit`` for runs): a bad option or value, a damaged file
 # a command reads, and a place that cannot be written (a full disk, a read-only folder).
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, TaskError, ResultFormatError, WriteError)
-EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130  # 130: the shell's status for Ctrl-C (128 + SIGINT)
-INTERRUPTED_NOTE = "interrupted; every file is written whole or not at all, so none was left half-written."
-
-
-class CommandParser(argparse.ArgumentParser):
-    """A command's argument parser whose own errors (an unknown flag, a non-integer) are one line and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USER_ERROR, f"error: {message}.\n")
-
-
-def quiet_interrupts() -> None:
-    """Ignore further Ctrl-C from now on: a command that is already ending on one ends with its one line."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` the way a command ends it: a user error (``USER_ERRORS``: ``ConfigError``,
-    ``TaskError``, a damaged results file, a place that cannot be written) is one sentence on
-    stderr and exit status 2; Ctrl-C is one line and exit status 130 (a second Ctrl-C meanwhile
-    changes nothing: the writes are atomic); anything else keeps its traceback."""
-    try:
-        return fn(*args)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        quiet_interrupts()
-        print(INTERRUPTED_NOTE, file=sys.stderr, flush=True)
-        sys.exit(EXIT_INTERRUPTED)
-
-
 # Validation data seeds are VALIDATION_SEED_BASE + seed: above every training and test seed
 # (2 * SEED_MAX + 1 at most) and above the frozen splits' seeds (configs/splits.yaml: from
 # 9,000,000,001 on, a few hundred of them), so train, validation, test and frozen splits never
