@@ -41,8 +41,9 @@ def test_command_line_run_writes_a_complete_run_directory(tmp_path):
     test_set = MazeTask().dataset(15, 16, seed=1, cache_dir=tmp_path / "cache")
     rescored = accuracy_per_iteration(model, MazeTask(), test_set, 5, 8, torch.device("cpu"))
     assert rescored == pytest.approx(results["accuracy"]["15"])
-    # The second run finds its data in the cache instead of regenerating it.
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    # The second run finds its data in the cache instead of regenerating it: one training set, and
+    # a test and a validation set of each test size (9 and 15).
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
 
     # Re-evaluation of the checkpoint from the command line reproduces the run's own figures.
     evaluate_main([str(run_dir), "--sizes", "15", "--iters", "5", "--n", "16", "--device", "cpu"])
@@ -82,7 +83,7 @@ def test_unknown_options_are_refused_by_hydra(tmp_path, override, message):
 def test_every_model_config_runs(make_cfg, model):
     cfg = make_cfg(f"model={model}", "size.test=[7]", "size.train=5", "model.width=8")
     results = run(cfg)
-    expected_iters = 3 if model == "feedforward" else 5  # the feed-forward net is scored at its own depth
+    expected_iters = 3 if model.startswith("feedforward") else 5  # a feed-forward net is scored at its own depth
     assert results.evaluation.iterations == expected_iters
     assert all(0.0 <= a <= 1.0 for acc in results.evaluation.accuracy.values() for a in acc)
 
