@@ -100,3 +100,22 @@ def test_a_run_file_it_cannot_read_is_one_sentence(results, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and str(bad) in err and "disagrees" in err and err.count("\n") == 1
     assert not (results / "parity.md").exists()
+
+
+def test_runs_of_another_recipe_are_never_averaged_into_a_row(results, tmp_path, capsys):
+    """A user's new runs beside the reference runs (same model, another recipe or precision) get a
+    row of their own that names what differs, instead of being merged into the reference row."""
+    import yaml
+
+    for seed in (0, 1):  # the fixture's reference runs: their recipe
+        (results / "cifar10" / "full" / "wrn-28-10" / f"seed{seed}" / "config.yaml").write_text(
+            yaml.safe_dump(dict(size=dict(n_train=None), train=dict(epochs=200, lr=0.1, log_every=1), precision="bf16")))
+    make_run(results / "mine", "cifar10", "wrn-28-10", 0, 36_479_194, 36_479_194, 0.30)
+    (results / "mine" / "cifar10" / "full" / "wrn-28-10" / "seed0" / "config.yaml").write_text(
+        yaml.safe_dump(dict(size=dict(n_train=None), train=dict(epochs=2, lr=0.1, log_every=5), precision="bf16")))
+    main([str(results), "--out", str(tmp_path / "out")])
+    table = (tmp_path / "out" / "parity.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| wrn-28-10")]
+    assert any(line.startswith("| wrn-28-10 (train.epochs=200) |") and "4.50 ± 0.71 (2)" in line for line in rows), table
+    assert any(line.startswith("| wrn-28-10 (train.epochs=2) |") and "30.00 (1)" in line for line in rows), table
+    assert "log_every" not in table  # how often a run logs is not part of its recipe

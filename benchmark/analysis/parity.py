@@ -20,8 +20,10 @@ the mean test-accuracy change, in points, when the row's runs had their banks fo
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,8 +47,42 @@ def gather(results_dir: str | Path) -> pd.DataFrame:
         fold = BankFoldResult.read(fold_path) if fold_path.exists() else None
         rows.append(dict(task=result.task, model=result.model, seed=result.seed, parameters=result.parameters,
                          unshared_parameters=result.unshared_parameters, error=result.error,
-                         fold_delta=np.nan if fold is None else fold.delta, run_dir=str(path.parent)))
-    return pd.DataFrame(rows, columns=["task", "model", "seed", "parameters", "unshared_parameters", "error", "fold_delta", "run_dir"])
+                         fold_delta=np.nan if fold is None else fold.delta, run_dir=str(path.parent),
+                         setting=run_setting(RunDir(path.parent))))
+    runs = pd.DataFrame(rows, columns=["task", "model", "seed", "parameters", "unshared_parameters", "error", "fold_delta",
+                                       "run_dir", "setting"])
+    return label_settings(runs)
+
+
+# What a row's runs must share besides the model: the data and the recipe (where files go, how
+# often the run logs or saves, and the seed are not part of it).
+_NOT_SETTINGS = {"log_every", "checkpoint_every"}
+
+
+def run_setting(run: RunDir) -> dict[str, Any]:
+    """The settings of a run that its error depends on, flattened (``train.lr``, ``size.n_train``,
+    ``precision``, ...), from its config.yaml; none for a run directory without one."""
+    if not run.config.exists():
+        return {}
+    cfg = run.read_config()
+    flat = {f"{group}.{key}": value for group in ("size", "train") for key, value in (cfg.get(group) or {}).items()
+            if key not in _NOT_SETTINGS}
+    flat["precision"] = cfg.get("precision", "fp32")  # runs before the option ran in float32
+    return {key: json.dumps(value, sort_keys=True) for key, value in flat.items()}
+
+
+def label_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """Give each run its table row: the model's name, or, where runs of one model and task differ
+    in their settings (a user's new runs beside the reference runs), the name with what differs,
+    so that runs of different recipes are never averaged into one row."""
+    labels = []
+    for _, run in runs.iterrows():
+        others = runs[(runs["model"] == run["model"]) & (runs["task"] == run["task"])]["setting"]
+        keys = sorted({k for s in others for k in set(s) | set(run["setting"]) if s.get(k) != run["setting"].get(k)})
+        setting = run["setting"]
+        differs = ", ".join(f"{k}={setting.get(k, '?')}" for k in keys)
+        labels.append(f"{run['model']} ({differs})" if keys else run["model"])
+    return runs.assign(row=labels)
 
 
 def task_order(tasks) -> list[str]:
@@ -63,7 +99,7 @@ def parity_table(runs: pd.DataFrame) -> pd.DataFrame:
     """
     tasks = task_order(runs["task"])
     rows = []
-    for model, group in runs.groupby("model", sort=False):
+    for model, group in runs.groupby("row", sort=False):
         reference = group.iloc[group["task"].map(tasks.index).argmin()]  # the first task in the paper's order
         row = dict(model=model, parameters=int(reference["parameters"]))
         unshared = reference["unshared_parameters"]
@@ -111,7 +147,7 @@ def plot_parity(runs: pd.DataFrame, path: Path) -> Path:
 
     network = np.where(runs["parameters"] != runs["unshared_parameters"].fillna(runs["parameters"]), "shared", "unshared")
     frame = runs.assign(error_pct=100 * runs["error"], network=network)
-    means = frame.groupby(["task", "model", "network"], as_index=False).agg(
+    means = frame.groupby(["task", "row", "network"], as_index=False).agg(
         parameters=("parameters", "first"), error_pct=("error_pct", "mean"), spread=("error_pct", "std"))
     hue = dict(hue="task", hue_order=task_order(frame["task"]), style="network", style_order=["unshared", "shared"])
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -119,7 +155,7 @@ def plot_parity(runs: pd.DataFrame, path: Path) -> Path:
     ax.errorbar(means["parameters"], means["error_pct"], yerr=means["spread"].fillna(0.0), fmt="none", ecolor="grey", linewidth=1)
     sns.scatterplot(data=means, x="parameters", y="error_pct", **hue, s=90, ax=ax)
     for _, row in means.iterrows():
-        ax.annotate(row["model"], (row["parameters"], row["error_pct"]), fontsize=8, xytext=(6, 4), textcoords="offset points")
+        ax.annotate(row["row"], (row["parameters"], row["error_pct"]), fontsize=8, xytext=(6, 4), textcoords="offset points")
     ax.set(xscale="log", xlabel="parameters", ylabel="top-1 test error (%)",
            title="error against parameters (mean ± std over seeds)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
