@@ -54,8 +54,43 @@ def check_group_overrides(overrides: list[str]) -> None:
                               f"got {text.split('=', 1)[1]!r}.")
 
 
+def check_composes(argv: list[str]) -> None:
+    """A single run's command line composes (a value of the wrong type, ``train.lr=abc``, or an
+    unknown key, ``train.lrr=1``) or ``ConfigError`` with Hydra's reason in one sentence: Hydra
+    itself prints several lines and exits with status 1. Flags (``-m``, ``--cfg``, ...) are left to
+    Hydra, and a sweep's points are checked by ``benchmark.pipelines.sweep.CheckSweep``."""
+    if any(arg.startswith("-") for arg in argv):
+        return
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from benchmark.config.schema import ConfigError
+
+    try:
+        with initialize_config_module(config_module="configs", version_base="1.3"):
+            compose("config", overrides=list(argv), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        options = [line for line in lines if line.startswith("Available options")]
+        if options:  # a group option that does not exist: name the ones that do
+            names = []
+            for line in lines[lines.index(options[0]) + 1:]:
+                if line.endswith(":") or "=" in line:  # Hydra's search path follows the options
+                    break
+                if not line.endswith("schema"):  # the structured-config schemas are not choices
+                    names.append(line)
+            reason = f"{lines[0].rstrip('.')}; {options[0].rstrip(':').lower()}: {', '.join(names)}"
+        else:
+            reason = " ".join(lines[:2])
+            if err.__cause__ is not None and str(err.__cause__).strip():  # Hydra's "Error merging override": why
+                reason = f"{reason.rstrip('.')}: {str(err.__cause__).strip().splitlines()[0]}"
+        raise ConfigError(f"the command line does not compose: {reason.rstrip('.')}.") from err
+
+
 if __name__ == "__main__":
     import sys
 
     exit_on_user_error(check_group_overrides, sys.argv[1:])
+    exit_on_user_error(check_composes, sys.argv[1:])
     main()
