@@ -56,15 +56,9 @@ def _cli(tmp_path: Path, *overrides: str, plugin: bool) -> subprocess.CompletedP
 
 
 def _available_tasks(stderr: str) -> set[str]:
-    """The options Hydra lists under "Available options in 'task':" in its error message."""
-    lines = stderr.split("Available options in 'task':", 1)[1].splitlines()[1:]
-    options = []
-    for line in lines:
-        if not line.startswith("\t"):
-            break
-        options.append(line.strip())
-    return set(options)
-
+    """The options the one-sentence refusal lists after "available options in 'task':"."""
+    listed = stderr.split("available options in 'task':", 1)[1].strip().rstrip(".")
+    return {name.strip() for name in listed.split(",")}
 
 def test_plugin_task_runs_from_the_command_line(tmp_path, monkeypatch):
     proc = _cli(tmp_path, "task=parity", "size.train=8", "size.test=[12]", "run_id=p", *TINY, plugin=True)
