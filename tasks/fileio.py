@@ -122,6 +122,23 @@ MAX_NPZ_ARRAY_BYTES = 2**30
 _NPZ_KINDS = "biuf"  # bool, signed and unsigned integers, floats: never objects, strings or records
 
 
+def regular_file_size(path: str | Path, max_bytes: int, what: str) -> int:
+    """The size of ``path`` once it is known to be a regular file (not a pipe, which would block,
+    nor a device such as /dev/zero) of at most ``max_bytes``; ``ValueError`` with one sentence
+    naming ``what`` the file should be otherwise. The one check every bounded reader makes first."""
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable {what} ({err.strerror or type(err).__name__}).") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a readable {what} (not a regular file: a pipe, a device or a directory).")
+    if info.st_size > max_bytes:
+        raise ValueError(f"{path} has {info.st_size} bytes, more than the {max_bytes} a {what} may have here.")
+    return info.st_size
+
+
 def npz_arrays(path: str | Path, max_file_bytes: int = MAX_NPZ_FILE_BYTES,
                max_array_bytes: int = MAX_NPZ_ARRAY_BYTES, kinds: str = _NPZ_KINDS) -> dict[str, tuple[tuple[int, ...], Any]]:
     """``{name: (shape, dtype)}`` of the arrays in the ``.npz`` at ``path``, read from their headers
@@ -130,20 +147,12 @@ def npz_arrays(path: str | Path, max_file_bytes: int = MAX_NPZ_FILE_BYTES,
     which would block, nor a device such as /dev/zero), a zip archive of ``.npy`` members in
     format 1.0 or 2.0 holding plain numbers (``kinds``, numpy's dtype kinds: ``_NPZ_KINDS``; the
     dataset cache adds ``U`` for its checksum string), declaring at most ``max_array_bytes`` in all."""
-    import stat
     import zipfile
 
     import numpy as np
 
     path = Path(path)
-    try:
-        info = os.stat(path)
-    except OSError as err:
-        raise ValueError(f"{path} is not a readable .npz file ({err.strerror or type(err).__name__}).") from err
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{path} is not a readable .npz file (not a regular file: a pipe, a device or a directory).")
-    if info.st_size > max_file_bytes:
-        raise ValueError(f"{path} has {info.st_size} bytes, more than the {max_file_bytes} a .npz file may have here.")
+    regular_file_size(path, max_file_bytes, ".npz file")
     arrays, total = {}, 0
     try:
         with zipfile.ZipFile(path) as archive:

@@ -41,8 +41,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-import os
-import stat
 import types
 import typing
 import zipfile
@@ -56,7 +54,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.models import registry
 from benchmark.config.schema import ConfigError
-from tasks.fileio import atomic_path
+from tasks.fileio import atomic_path, regular_file_size
 from tasks.base import Task, TaskError, TaskSpec
 
 FORMAT = "algoreason-checkpoint-2"
@@ -196,24 +194,19 @@ def _check_file(path: Path, what: str = "checkpoint", hint: str = "give the mode
     file (not a pipe or a device) of at most ``MAX_CHECKPOINT_BYTES``, a zip archive whose members
     are stored uncompressed, so that reading it takes no more memory than its size."""
     try:
-        info = os.stat(path)
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {path}: {err.strerror or type(err).__name__}.") from err
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{what} {path} is not a regular file; {hint}.")
-    if info.st_size > MAX_CHECKPOINT_BYTES:
-        raise ConfigError(f"{what} {path} has {info.st_size} bytes, more than the {MAX_CHECKPOINT_BYTES} "
-                          f"a benchmark {what} may have.")
+        size = regular_file_size(path, MAX_CHECKPOINT_BYTES, what)
+    except ValueError as err:
+        raise ConfigError(f"cannot read {what}: {str(err).rstrip('.')}; {hint}.") from err
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise ConfigError(f"cannot read {what} {path} (not a zip archive); {hint}.") from err
     packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED or m.file_size != m.compress_size]
-    if packed or sum(m.file_size for m in members) > info.st_size:
+    if packed or sum(m.file_size for m in members) > size:
         raise ConfigError(f"{what} {path} holds compressed or oversized members ({packed[:3]}), which "
                           f"torch.save never writes; {hint}.")
-    return info.st_size
+    return size
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict:
