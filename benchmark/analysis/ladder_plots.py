@@ -56,20 +56,28 @@ def plot_ladder_curves(result: LadderResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-__all__ = ["plot_ladder_curves", "plot_ladder_heatmap"]
+__all__ = ["ladder_seeds_markdown", "ladder_seeds_stats", "plot_ladder_curves", "plot_ladder_heatmap"]
 
 
-def ladder_seeds_markdown(results: list[LadderResult]) -> str:
-    """One Markdown table over several runs' results on the same ladder (seeds of one recipe):
-    per row and size, the mean ± sd (over the runs) of the accuracy at each run's chosen iteration."""
+def ladder_seeds_stats(results: list[LadderResult]) -> pd.DataFrame:
+    """Over several runs' results on the same ladder (seeds of one recipe): per (row, size), in the
+    ladder's row order, the ``mean``, ``std`` (sample sd; NaN for one run) and ``count`` of the
+    accuracy at each run's chosen iteration. The one aggregation the seeds table and the README's
+    headline table (``benchmark.analysis.headline``) share."""
     ladders = {(r.ladder, r.chosen_iteration, r.pick) for r in results}
     if len(ladders) != 1:
         raise ValueError(f"the results must be one ladder at one chosen iteration, got {sorted(ladders)}.")
     frame = pd.DataFrame([dict(row=row, size=size, accuracy=acc) for r in results
                           for row, by_size in r.table().items() for size, acc in by_size.items()])
-    stats = frame.groupby(["row", "size"], sort=False)["accuracy"].agg(["mean", "std", "count"])
-    sizes = sorted(frame["size"].unique())
-    rows = list(dict.fromkeys(frame["row"]))
+    return frame.groupby(["row", "size"], sort=False)["accuracy"].agg(["mean", "std", "count"])
+
+
+def ladder_seeds_markdown(results: list[LadderResult]) -> str:
+    """One Markdown table over several runs' results on the same ladder (seeds of one recipe):
+    per row and size, the mean ± sd (over the runs) of the accuracy at each run's chosen iteration."""
+    stats = ladder_seeds_stats(results)
+    sizes = sorted(stats.index.get_level_values("size").unique())
+    rows = list(dict.fromkeys(stats.index.get_level_values("row")))
     varying = ", ".join(results[0].varying) or "split"
     lines = [f"| {varying} | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for row in rows:
