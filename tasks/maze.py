@@ -11,7 +11,11 @@ Options (``MazeOptions``; every one is part of the dataset cache key):
 - ``rendering``: ``compact`` (one pixel per unit, default) or ``e2h`` (the published layout).
 - ``generator``: the algorithm that carves the perfect maze, ``dfs`` (default), ``kruskal``,
   ``wilson`` (a uniform spanning tree), ``prim`` (the frontier-cell variant) or ``division``
-  (recursive division); see tasks/maze_generators.py and docs/maze_generators.md.
+  (recursive division); see tasks/maze_generators.py and docs/maze_generators.md. Or a list of
+  distinct names, a **mixture**: each puzzle's generator is drawn uniformly from it, as the first
+  draw of that puzzle's own stream (``draw_generator``), so puzzle i of a dataset does not depend
+  on n. The list is kept in the order of ``GENERATORS`` (``[kruskal, dfs]`` is the same mixture,
+  the same bytes and cache key as ``[dfs, kruskal]``), and a list of one name is that name.
 - ``percolation``: a float in ``[0, 1)``, default 0. After carving, every interior wall still
   standing between two adjacent cells is opened independently with this probability, which
   adds loops. At 0 nothing is drawn and the maze stays perfect.
@@ -21,7 +25,8 @@ Options (``MazeOptions``; every one is part of the dataset cache key):
   redrawn (up to ``MAX_PLACEMENT_ATTEMPTS`` mazes per puzzle, then ``TaskError``); that only
   happens with percolation, and it conditions the mazes on having the dead ends asked for.
 
-Draw order per puzzle: the generator's own draws; the percolation floats (one per standing
+Draw order per puzzle: the mixture's pick of a generator (one integer, only for a list); the
+generator's own draws; the percolation floats (one per standing
 interior wall, none at 0); the start and goal. The ``dfs`` generator draws a random start and
 goal in its own single call (the historical stream); they are used when both ``start`` and
 ``goal`` are ``random`` and ignored otherwise.
@@ -46,6 +51,7 @@ every pixel of the marked units, 0 elsewhere. Only open pixels are scored (``val
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -166,14 +172,30 @@ def _target(g: _Geometry, mask: np.ndarray, start: int, goal: int, tree: bool) -
     return path
 
 
+def _generators(value: object) -> str | tuple[str, ...] | None:
+    """``value`` as a generator option: a known name, or a list (any non-string sequence: Hydra
+    passes a ListConfig) of distinct known names, kept in ``GENERATORS`` order and a one-name list
+    as that name; None for anything else."""
+    if isinstance(value, str):
+        return value if value in GENERATORS else None
+    if isinstance(value, bytes) or not isinstance(value, Sequence):
+        return None
+    names = list(value)
+    if not names or not all(isinstance(n, str) and n in GENERATORS for n in names) or len(set(names)) != len(names):
+        return None
+    # One canonical order: a mixture is a set of generators, so two spellings of it give one dataset.
+    ordered = tuple(g for g in GENERATORS if g in names)
+    return ordered[0] if len(ordered) == 1 else ordered
+
+
 @dataclass(frozen=True)
 class MazeOptions:
     """``rendering``: ``compact`` or ``e2h``; ``generator``: ``dfs``, ``kruskal``, ``wilson``, ``prim``
-    or ``division``; ``percolation``: a number in ``[0, 1)``; ``start`` and ``goal``: ``random`` or
-    ``dead_end``. The defaults give the historical mazes byte for byte."""
+    or ``division``, or a list of distinct ones (a mixture); ``percolation``: a number in ``[0, 1)``;
+    ``start`` and ``goal``: ``random`` or ``dead_end``. The defaults give the historical mazes byte for byte."""
 
     rendering: str = "compact"
-    generator: str = "dfs"
+    generator: str | tuple[str, ...] = "dfs"
     percolation: float = 0.0
     start: str = "random"
     goal: str = "random"
@@ -181,16 +203,20 @@ class MazeOptions:
     def __post_init__(self) -> None:
         if not (isinstance(self.rendering, str) and self.rendering in RENDERINGS):
             raise TaskError(f"maze rendering must be 'compact' or 'e2h', got {self.rendering!r}.")
-        if not (isinstance(self.generator, str) and self.generator in GENERATORS):
-            raise TaskError(f"maze generator must be one of {', '.join(map(repr, GENERATORS))}, got {self.generator!r}.")
+        generator = _generators(self.generator)
+        if generator is None:
+            raise TaskError(f"maze generator must be one of {', '.join(map(repr, GENERATORS))} or a list of distinct ones "
+                            f"(a mixture), got {self.generator!r}.")
         if not (is_number(self.percolation) and 0.0 <= float(self.percolation) < 1.0):
             raise TaskError(f"maze percolation must be a number in [0, 1), got {self.percolation!r}.")
         for name in ("start", "goal"):
             value = getattr(self, name)
             if not (isinstance(value, str) and value in PLACEMENTS):
                 raise TaskError(f"maze {name} must be 'random' or 'dead_end', got {value!r}.")
-        # A plain float, so equal options give equal cache keys (0 == 0.0 == np.float64(0)).
+        # A plain float, so equal options give equal cache keys (0 == 0.0 == np.float64(0)); the
+        # generator as a name or a tuple of names in canonical order, for the same reason.
         object.__setattr__(self, "percolation", float(self.percolation))
+        object.__setattr__(self, "generator", generator)
 
 
 @register_task("maze", env_id="algoreason/Maze-v0", env_size=9)
@@ -248,17 +274,26 @@ class MazeTask(Task):
         yi[1:-1, 1:-1] = np.broadcast_to(y[:, None, :, None], (w, 2, w, 2)).reshape(2 * w, 2 * w)
         return xi, yi
 
+    def draw_generator(self, rng: np.random.Generator) -> str:
+        """The generator of one puzzle: the one named, drawing nothing (the historical streams), or
+        for a mixture one uniform pick, the puzzle's first draw from its own ``rng``."""
+        generator = self.options.generator
+        return generator if isinstance(generator, str) else generator[int(rng.integers(len(generator)))]
+
     def _carve(self, g: _Geometry, rng: np.random.Generator) -> tuple[np.ndarray, list[int] | None, int, int]:
         """The edge mask of one maze (generator, then percolation), dfs's parent list (None for the
         other generators) and the start and goal cells."""
         o = self.options
         n = g.cells
         both_random = o.start == "random" and o.goal == "random"
+        # Picked once per puzzle, outside the redraws below: a mixture stays uniform even where a
+        # dead-end placement redraws one generator's mazes more often than another's.
+        generator = self.draw_generator(rng)
         for _ in range(MAX_PLACEMENT_ATTEMPTS):
-            if o.generator == "dfs":
+            if generator == "dfs":
                 mask, parent, s, t = mg.dfs_with_ends(g.grid, rng)  # the historical single draw
             else:
-                mask, parent = mg.GENERATORS[o.generator](g.grid, rng), None
+                mask, parent = mg.GENERATORS[generator](g.grid, rng), None
                 s = t = -1
             mg.percolate(mask, o.percolation, rng)
             if both_random:

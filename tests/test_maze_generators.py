@@ -354,7 +354,7 @@ def one_sentence(err: pytest.ExceptionInfo) -> str:
     [
         (dict(generator="bfs"), "generator must be one of 'dfs', 'kruskal'"),
         (dict(generator=None), "generator must be one of"),
-        (dict(generator=["dfs"]), "generator must be one of"),
+        (dict(generator=["dfs", "dfs"]), "generator must be one of"),
         (dict(percolation=1.0), r"percolation must be a number in \[0, 1\)"),
         (dict(percolation=-0.1), "percolation must be a number"),
         (dict(percolation=1.5), "percolation must be a number"),
