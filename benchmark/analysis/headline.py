@@ -211,7 +211,11 @@ def study_row(task_words: str, folder: str, page: str) -> Row:
         kinds = {r["model"]: r["kind"] for r in _read_json(src.path(study))["speed"]}
         rows = table([s for path in src.paths(f"{runs}/{RunDir.EVAL}") for s in read_scores(path.parent)])
         size = max(r["size"] for r in rows)
-        at = {r["model"]: r for r in rows if r["size"] == size}
+        at: dict[str, dict] = {}
+        for r in (r for r in rows if r["size"] == size):
+            if r["model"] in at:  # runs the leaderboard will not average: which one the README means is not ours to pick
+                raise ValueError(f"{r['model']} has runs that may not be averaged together ({r['variant']}).")
+            at[r["model"]] = r
         shared, recurrent = at["shared_k2"], at["recurrent"]
         depthwise = [r["oracle_mean"] for model, r in at.items() if kinds[model] == "depth-wise"]
         return (f"the sharing study on {task_words}, {len(at)} models x {span((len(r['seeds']) for r in rows), str)} seeds",
