@@ -177,9 +177,10 @@ def test_the_leaderboard_sweep_points_compose_and_validate(model):
 
 # ---------------------------------------------------------------------------- the leaderboard
 def _fake_run(root: Path, model: str, seed: int, precision: str = "fp32", validated: bool = True, shift: float = 0.0,
-              parameters: int = 1000) -> Path:
-    """A finished run directory with known curves: test peaks at iteration 4, validation at 2."""
-    run_dir = root / "maze" / "train9_test15" / model / f"{precision}-seed{seed}"
+              parameters: int = 1000, settings: dict | None = None, name: str = "") -> Path:
+    """A finished run directory with known curves: test peaks at iteration 4, validation at 2;
+    ``settings``: config groups written into its config.yaml beside seed and precision."""
+    run_dir = root / "maze" / "train9_test15" / model / f"{precision}{name}-seed{seed}"
     run_dir.mkdir(parents=True)
     test = {9: (0.5, 0.9, 0.95, 1.0), 15: (0.1 + shift, 0.4 + shift, 0.5 + shift, 0.6 + shift)}
     val = {9: (0.6, 1.0, 0.9, 0.9), 15: (0.2, 0.5, 0.4, 0.3)} if validated else None
@@ -187,7 +188,7 @@ def _fake_run(root: Path, model: str, seed: int, precision: str = "fp32", valida
                    final_train_acc=0.9, seconds=Timing(generation=1.0, train=100.0 + seed, eval=2.0),
                    precision=precision if validated else None, code_version="0.1.0+protocol1" if validated else None)
     EvalResult(iterations=4, train_iters=2, accuracy=test, run=info, validation=val).write(run_dir / "eval.json")
-    write_text(run_dir / "config.yaml", yaml.safe_dump({"seed": seed, "precision": precision}))
+    write_text(run_dir / "config.yaml", yaml.safe_dump({"seed": seed, "precision": precision, **(settings or {})}))
     write_text(run_dir / "metrics.jsonl", "".join(json.dumps(dict(step=s, train_acc=0.5)) + "\n" for s in (50, 100)))
     return run_dir
 
@@ -233,6 +234,24 @@ def test_mixed_precisions_and_protocols_are_split_or_refused(tmp_path, capsys):
     assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the runs of shared on maze size")
+
+
+def test_runs_of_other_recipes_get_their_own_rows(tmp_path, capsys):
+    """A user's runs on Kruskal mazes, or with fewer epochs, beside the reference runs are never
+    averaged into the reference row; logging cadence, the list of test sizes and the seed do not split."""
+    recipe = {"task": {"generator": "dfs"}, "train": {"epochs": 4, "log_every": 50}, "size": {"train": 9, "test": [15]}}
+    for seed in (0, 1):
+        _fake_run(tmp_path, "shared", seed, settings=recipe)
+    _fake_run(tmp_path, "shared", 2, settings={**recipe, "train": {"epochs": 4, "log_every": 10}, "size": {"train": 9, "test": [15, 33]}})
+    _fake_run(tmp_path, "shared", 0, settings={**recipe, "task": {"generator": "kruskal"}}, name="-kruskal")
+    _fake_run(tmp_path, "shared", 0, settings={**recipe, "train": {"epochs": 2, "log_every": 50}}, name="-short")
+    rows = [r for r in lb.table(lb.collect([tmp_path])) if r["size"] == 15]
+    assert sorted((r["variant"], tuple(r["seeds"])) for r in rows) == [
+        ('task.generator="dfs", train.epochs=2', (0,)),
+        ('task.generator="dfs", train.epochs=4', (0, 1, 2)),
+        ('task.generator="kruskal", train.epochs=4', (0,))]
+    with pytest.raises(ConfigError, match=r"differ in task.generator: \"dfs\", \"kruskal\"; train.epochs: 2, 4"):
+        lb.table(lb.collect([tmp_path]), refuse_mixed=True)
 
 
 def test_leaderboard_reads_the_committed_old_protocol_runs(tmp_path):

@@ -12,9 +12,11 @@ beside it: the mean ± sd of each run's best iteration on the test set itself, l
 Runs that differ in what makes numbers incomparable are never averaged together: the precision
 (``config.yaml``'s ``precision``; runs from before the option are fp32), the code version
 (``RunInfo.code_version``; ``pre-protocol`` for runs that did not record one), the protocol (1:
-validation data; 0: none, only the oracle) and the device kind. Such runs of one model become
-separate rows whose ``variant`` names what differs (``precision=bf16, protocol=0``); with
-``--refuse-mixed`` they are refused instead, with one sentence.
+validation data; 0: none, only the oracle), the device kind, and the recipe: any value of the
+run's task, size, train, model or eval settings in config.yaml (``task.generator``,
+``train.epochs``, ``model.width``, ...; ``benchmark.analysis.settings``). Such runs of one model
+become separate rows whose ``variant`` names what differs (``precision=bf16, protocol=0``,
+``train.epochs=2``); with ``--refuse-mixed`` they are refused instead, with one sentence.
 
 Files (``--out``, default the first DIR): ``leaderboard.md``, ``leaderboard.csv`` and
 ``leaderboard.png`` (seaborn: per task and size, each row's per-seed accuracies at the chosen
@@ -41,11 +43,16 @@ import seaborn as sns  # noqa: E402
 
 from benchmark.config.schema import CommandParser, ConfigError, exit_on_user_error  # noqa: E402
 from benchmark.infra.results import ORACLE_LABEL, EvalResult, ResultFormatError  # noqa: E402
+from benchmark.analysis.settings import differing_keys, run_settings  # noqa: E402
 from benchmark.infra.rundir import RunDir, finished_runs  # noqa: E402
 from tasks.fileio import atomic_path, check_writable_dir, write_text  # noqa: E402
 
 # What may not be averaged together; each becomes part of a row's variant when runs of a model differ in it.
 SPLIT_KEYS = ("precision", "code_version", "protocol", "device")
+# The config groups of a run's recipe (benchmark.analysis.settings): runs of one model that differ
+# in any of their values (task.generator, train.epochs, model.width, size.n_train, eval.iters, ...)
+# are never averaged together either.
+SETTING_GROUPS = ("task", "size", "train", "model", "eval")
 NO_CODE_VERSION = "pre-protocol"
 CHOSEN = "chosen on validation"
 
@@ -70,9 +77,14 @@ class RunScore:
     chosen: float | None  # TEST accuracy at the iteration chosen on validation (None: protocol 0)
     oracle_iter: int
     oracle: float
+    settings: tuple[tuple[str, str], ...] = ()  # the run's recipe (SETTING_GROUPS), sorted (key, JSON value) pairs
 
     def key(self, what: str) -> str:
         return str(getattr(self, what))
+
+    def split_values(self) -> tuple[tuple[str, str], ...]:
+        """Everything that keeps this run out of another run's row: ``SPLIT_KEYS`` and its settings."""
+        return tuple((k, self.key(k)) for k in SPLIT_KEYS) + self.settings
 
 
 def read_scores(run_dir: Path) -> list[RunScore]:
@@ -84,6 +96,7 @@ def read_scores(run_dir: Path) -> list[RunScore]:
         raise ResultFormatError(f"{rd.eval} has no run information (task, model, seed): it is not a run's own eval.json.")
     config = rd.read_config()
     precision = info.precision or str(config.get("precision", "fp32"))  # runs before the option: fp32
+    settings = tuple(sorted((k, v) for k, v in run_settings(rd, SETTING_GROUPS).items() if k != "precision"))
     metrics = rd.read_metrics()
     steps = max((int(r.step) for r in metrics), default=None)
     device = "GPU" if info.device.startswith("cuda") else "CPU"
@@ -91,7 +104,7 @@ def read_scores(run_dir: Path) -> list[RunScore]:
                      parameters=info.parameters, steps=steps, train_seconds=float(info.seconds.train), precision=precision,
                      code_version=info.code_version or NO_CODE_VERSION, protocol=result.protocol, device=device,
                      chosen_iter=s.chosen_iter, chosen=getattr(s, "chosen", None) if s.chosen_iter is not None else None,
-                     oracle_iter=s.best_iter, oracle=s.best)
+                     oracle_iter=s.best_iter, oracle=s.best, settings=settings)
             for size, s in sorted(result.summary.items())]
 
 
@@ -127,19 +140,22 @@ def table(scores: list[RunScore], refuse_mixed: bool = False) -> list[dict[str, 
     Two runs of one group with the same seed are refused (a run found twice)."""
     groups: dict[tuple, list[RunScore]] = {}
     for s in scores:
-        groups.setdefault((s.task, s.train_size, s.size, s.model, *(s.key(k) for k in SPLIT_KEYS)), []).append(s)
+        groups.setdefault((s.task, s.train_size, s.size, s.model, s.split_values()), []).append(s)
     by_model: dict[tuple, list[tuple]] = {}
     for key in groups:
         by_model.setdefault(key[:4], []).append(key)
     rows = []
     for model_key, keys in sorted(by_model.items()):
-        differ = [k for i, k in enumerate(SPLIT_KEYS) if len({key[4 + i] for key in keys}) > 1]
+        values = [dict(key[4]) for key in keys]
+        found = differing_keys(values)
+        differ = [k for k in SPLIT_KEYS if k in found] + [k for k in found if k not in SPLIT_KEYS]
         if differ and refuse_mixed:
-            values = "; ".join(f"{k}: {', '.join(sorted({key[4 + SPLIT_KEYS.index(k)] for key in keys}))}" for k in differ)
-            raise ConfigError(f"the runs of {model_key[3]} on {model_key[0]} size {model_key[2]} differ in {values}, "
+            found = "; ".join(f"{k}: {', '.join(sorted({v.get(k, '-') for v in values}))}" for k in differ)
+            raise ConfigError(f"the runs of {model_key[3]} on {model_key[0]} size {model_key[2]} differ in {found}, "
                               f"and --refuse-mixed does not average or split them.")
         for key in sorted(keys):
             runs = sorted(groups[key], key=lambda s: s.seed)
+            first = runs[0]
             seeds = [s.seed for s in runs]
             if len(set(seeds)) != len(seeds):
                 raise ConfigError(f"{model_key[3]} on {model_key[0]} size {model_key[2]} has two runs of seed "
@@ -150,15 +166,16 @@ def table(scores: list[RunScore], refuse_mixed: bool = False) -> list[dict[str, 
             steps = [s.steps for s in runs if s.steps is not None]
             rows.append(dict(
                 task=key[0], train_size=key[1], size=key[2], model=key[3],
-                variant=", ".join(f"{k}={key[4 + SPLIT_KEYS.index(k)]}" for k in differ),
+                variant=", ".join(f"{k}={dict(key[4]).get(k, '-')}" for k in differ),
                 parameters=runs[0].parameters if len({s.parameters for s in runs}) == 1 else None,
                 steps=round(statistics.fmean(steps)) if steps else None,
-                train_seconds=statistics.fmean(s.train_seconds for s in runs), device=key[4 + SPLIT_KEYS.index("device")],
-                precision=key[4], code_version=key[5], protocol=int(key[6]), seeds=seeds,
+                train_seconds=statistics.fmean(s.train_seconds for s in runs), device=first.device,
+                precision=first.precision, code_version=first.code_version, protocol=first.protocol, seeds=seeds,
                 chosen_mean=chosen_mean, chosen_sd=chosen_sd,
                 chosen_iter_median=statistics.median(s.chosen_iter for s in runs) if chosen_mean is not None else None,
                 oracle_mean=oracle_mean, oracle_sd=oracle_sd,
                 oracle_iter_median=statistics.median(s.oracle_iter for s in runs),
+                split_values=key[4],
             ))
     return rows
 
@@ -189,7 +206,8 @@ def to_markdown(rows: list[dict[str, object]]) -> str:
            f"Test accuracy (%, mean ± sd over seeds) at the iteration chosen on validation data (docs/protocol.md), "
            f"and the {ORACLE_LABEL}: each run's best iteration on the test set itself, shown for reference only. "
            "Protocol 0: runs without validation data (only the oracle). Rows of one model that differ in "
-           f"{', '.join(SPLIT_KEYS)} are never averaged together: their variant says what differs.", ""]
+           f"{', '.join(SPLIT_KEYS)} or in their recipe (the task, size, train, model and eval settings of config.yaml) "
+           "are never averaged together: their variant says what differs.", ""]
     for (task, train_size, size), group in _by_table(rows):
         out += [f"## {task}, trained on {train_size}, tested on {size}", "",
                 f"| model | variant | params | steps | train s | precision | code | protocol | seeds "
@@ -233,7 +251,7 @@ def figure(rows: list[dict[str, object]], scores: list[RunScore]) -> plt.Figure:
         for r in group:
             for s in scores:
                 if (s.task, s.train_size, s.size, s.model) == (task, train_size, size, r["model"]) and s.seed in r["seeds"] \
-                        and all(s.key(k) == str(r[k]) for k in SPLIT_KEYS):
+                        and s.split_values() == r["split_values"]:
                     if s.chosen is not None:
                         points.append(dict(row=_label(r), accuracy=s.chosen, selection=CHOSEN))
                     points.append(dict(row=_label(r), accuracy=s.oracle, selection=ORACLE_LABEL))
@@ -281,7 +299,7 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="folders searched recursively for finished run directories")
     parser.add_argument("--out", type=Path, help="where to write leaderboard.md, .csv and .png (default: the first folder)")
     parser.add_argument("--refuse-mixed", action="store_true",
-                        help="refuse runs of one model that differ in precision, code version, protocol or device "
+                        help="refuse runs of one model that differ in precision, code version, protocol, device or recipe "
                              "instead of listing them as separate rows")
     args = parser.parse_args(argv)
     out = args.out or args.folders[0]

@@ -20,7 +20,6 @@ the mean test-accuracy change, in points, when the row's runs had their banks fo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from tasks.fileio import write_text
 from benchmark.analysis.plots import save_figure
 from benchmark.infra.results import BankFoldResult, ClassificationResult, ResultFormatError, read_eval
 from benchmark.infra.rundir import RunDir
+from benchmark.analysis.settings import run_settings
 
 TASK_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits"}  # the paper's columns, then digits
 
@@ -54,21 +54,10 @@ def gather(results_dir: str | Path) -> pd.DataFrame:
     return label_settings(runs)
 
 
-# What a row's runs must share besides the model: the data and the recipe (where files go, how
-# often the run logs or saves, and the seed are not part of it).
-_NOT_SETTINGS = {"log_every", "checkpoint_every"}
-
-
 def run_setting(run: RunDir) -> dict[str, Any]:
-    """The settings of a run that its error depends on, flattened (``train.lr``, ``size.n_train``,
-    ``precision``, ...), from its config.yaml; none for a run directory without one."""
-    if not run.config.exists():
-        return {}
-    cfg = run.read_config()
-    flat = {f"{group}.{key}": value for group in ("size", "train") for key, value in (cfg.get(group) or {}).items()
-            if key not in _NOT_SETTINGS}
-    flat["precision"] = cfg.get("precision", "fp32")  # runs before the option ran in float32
-    return {key: json.dumps(value, sort_keys=True) for key, value in flat.items()}
+    """The settings of a run that its error depends on (``train.lr``, ``size.n_train``,
+    ``precision``, ...: ``benchmark.analysis.settings.run_settings`` of its size and train groups)."""
+    return run_settings(run, ("size", "train"))
 
 
 def label_settings(runs: pd.DataFrame) -> pd.DataFrame:
