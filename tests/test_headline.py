@@ -156,3 +156,22 @@ def test_a_missing_readme_or_source_and_a_damaged_source_are_one_sentence(tmp_pa
     code, _, err = run_command(["--results", str(root), "--write", str(path)], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "not valid JSON" in err
     assert path.read_bytes() == before
+
+
+def test_the_readme_printouts_are_their_runs_tables():
+    """Every printed table the README shows (``<!-- printout: RUN/eval.json -->`` then the indented
+    lines) is what ``format_table`` prints for that committed eval.json, so it cannot go stale."""
+    from benchmark.evaluation.extrapolation import format_table
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    marks = [i for i, line in enumerate(lines) if line.startswith("<!-- printout: ")]
+    assert marks, "the README shows no printout"
+    for i in marks:
+        path = ROOT / lines[i].removeprefix("<!-- printout: ").removesuffix(" -->")
+        shown = []
+        for line in lines[i + 1:]:
+            if not line.startswith("    "):
+                break
+            shown.append(line[4:])
+        table = format_table(EvalResult.read(path), shown[0]).splitlines()
+        assert shown == table[:len(shown)] and len(shown) >= 4, path  # the legend line is left out of the README
