@@ -158,14 +158,16 @@ def test_a_missing_readme_or_source_and_a_damaged_source_are_one_sentence(tmp_pa
     assert path.read_bytes() == before
 
 
-def test_the_readme_printouts_are_their_runs_tables():
-    """Every printed table the README shows (``<!-- printout: RUN/eval.json -->`` then the indented
+@pytest.mark.parametrize("page", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_the_printouts_on_a_page_are_their_runs_tables(page):
+    """Every printed table a page shows (``<!-- printout: RUN/eval.json -->`` then the indented
     lines) is what ``format_table`` prints for that committed eval.json, so it cannot go stale."""
     from benchmark.evaluation.extrapolation import format_table
 
-    lines = (ROOT / "README.md").read_text().splitlines()
+    lines = (ROOT / page).read_text().splitlines()
     marks = [i for i, line in enumerate(lines) if line.startswith("<!-- printout: ")]
-    assert marks, "the README shows no printout"
+    if page == "README.md":
+        assert marks, "the README shows no printout"
     for i in marks:
         path = ROOT / lines[i].removeprefix("<!-- printout: ").removesuffix(" -->")
         shown = []
@@ -173,5 +175,6 @@ def test_the_readme_printouts_are_their_runs_tables():
             if not line.startswith("    "):
                 break
             shown.append(line[4:])
-        table = format_table(EvalResult.read(path), shown[0]).splitlines()
-        assert shown == table[:len(shown)] and len(shown) >= 4, path  # the legend line is left out of the README
+        title = shown[0] if not shown[0].lstrip().startswith("size") else ""
+        table = format_table(EvalResult.read(path), title).splitlines()
+        assert shown == table[:len(shown)] and len(shown) >= 4, path  # the legend line may be left out
