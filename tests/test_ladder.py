@@ -99,6 +99,8 @@ def test_ladder_defaults_and_optional_splits(tmp_path, capsys):
     (["--splits", "maze_ood", "--halt", "-1"], "--halt must be an integer >= 0"),
     (["--splits", "maze_ood", "--sizes", "9"], "not allowed with argument"),
     (["--splits", "maze_ood", "missing.npz"], "missing.npz"),
+    (["--splits", "maze_ood", "x.npz", "--validation"], "an .npz file has no seed"),
+    (["--sizes", "9", "--validation"], "--validation belongs with --splits"),
 ])
 def test_bad_ladders_are_one_sentence_and_write_nothing(tmp_path, capsys, argv, message):
     run = tmp_path / "run"
@@ -107,6 +109,29 @@ def test_bad_ladders_are_one_sentence_and_write_nothing(tmp_path, capsys, argv, 
     code, _, err = _evaluate(capsys, str(run), *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_validation_ladders_draw_the_same_axes_from_other_seeds(tmp_path, capsys):
+    """``--validation``: every split again from VALIDATION_SEED_BASE + its seed (same task, options,
+    size), in a file of its own; no seed of it is a frozen split's or any run's."""
+    from benchmark.config.schema import SEED_MAX, VALIDATION_SEED_BASE
+
+    manifest = load_manifest()
+    frozen = {s.seed for s in manifest.splits.values()}
+    for split in manifest.splits.values():
+        val = split.validation()
+        assert val.seed > VALIDATION_SEED_BASE + SEED_MAX and val.seed not in frozen and val.sha256 is None
+        assert (val.task, dict(val.options), val.size, val.n) == (split.task, dict(split.options), split.size, split.n)
+    run = tmp_path / "run"
+    _make_run(run)
+    code, _, err = _evaluate(capsys, str(run), "--splits", "maze_prim_13", "--validation", "--n", "3", "--iters", "2")
+    assert code == 0, err
+    result = RunDir(run).read_ladder("maze_prim_13_validation_iters2_n3_halt20")
+    split = manifest.splits["maze_prim_13"]
+    assert result.splits[0].seed == VALIDATION_SEED_BASE + split.seed and result.splits[0].sha256 is None
+    val_inputs, _ = split.validation().generate(3)
+    test_inputs, _ = split.generate(3)
+    assert not any(np.array_equal(a, b) for a in val_inputs for b in test_inputs)
 
 
 def test_a_split_of_another_rendering_is_refused(tmp_path, capsys):

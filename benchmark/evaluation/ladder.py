@@ -91,8 +91,14 @@ def run_ladder(args: argparse.Namespace, argv: list[str] | None = None) -> Ladde
                           f"belong with --sizes or --data.")
     names = [a for a in args.splits if not a.endswith(".npz")]
     files = [Path(a) for a in args.splits if a.endswith(".npz")]
+    validation = bool(getattr(args, "validation", False))
+    if validation and files:
+        raise ConfigError("--validation draws each frozen split again from its validation seed; an .npz file has no "
+                          "seed to draw from: give ladder or split names only.")
     manifest = load_manifest()
     splits = manifest.resolve(names)  # an unknown name: one sentence, before anything is loaded
+    if validation:  # same axes, other samples: for choosing a recipe without the test splits
+        splits = [split.validation() for split in splits]
     tasks = {s.name: s.check() for s in splits}
     if args.run_dir.is_dir():
         check_writable_dir(args.run_dir, "the ladder results")
@@ -104,7 +110,7 @@ def run_ladder(args: argparse.Namespace, argv: list[str] | None = None) -> Ladde
         _check_format(tasks[split.name], ckpt.task, split.name)
     external = {path: _external_data(ckpt.task, path) for path in files}  # each file checked before any scoring
 
-    label = "-".join(_safe(a) for a in names) + "".join(
+    label = "-".join(_safe(a) for a in names) + "_validation" * validation + "".join(
         f"{'-' if names or i else ''}data-{_safe(p.stem)}-{external[p][2][:12]}" for i, p in enumerate(files))
     stem = f"{label}_iters{args.iters}_n{n}_halt{halt}{_precision_tag(model, cfg)}"
     limit = model.iteration_limit if isinstance(model, ScoredModel) else None

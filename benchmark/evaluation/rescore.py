@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--splits", nargs="+", metavar="NAME",
                       help="ladders or splits of configs/splits.yaml, or .npz files, scored into one ladder_<name>.json "
                            "(benchmark.evaluation.ladder; defaults there: --n 50 per split, --halt 20)")
+    parser.add_argument("--validation", action="store_true",
+                        help="with --splits: draw every split again from its validation seed (10^12 + its seed), "
+                             "never a test split's samples: for choosing a recipe or an iteration count")
     parser.add_argument("--iters", type=int, default=100, help="test-time iterations (all of 1..iters are scored)")
     parser.add_argument("--n", type=int, default=1000, help="test samples per size (with --sizes)")
     parser.add_argument("--batch-size", type=int, default=100)
@@ -249,6 +252,9 @@ def run(argv: list[str] | None = None) -> dict:
         from benchmark.evaluation.ladder import run_ladder
 
         return run_ladder(args, argv)
+    if args.validation:
+        raise ConfigError("--validation belongs with --splits (the frozen splits' validation counterparts); "
+                          "--sizes already scores the run's own validation seeds in training runs.")
     for flag, value in (("--iters", args.iters), ("--n", args.n), ("--batch-size", args.batch_size)):
         if value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}.")

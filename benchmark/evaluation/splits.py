@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import yaml
 
-from benchmark.config.schema import SEED_MAX, ConfigError
+from benchmark.config.schema import SEED_MAX, VALIDATION_SEED_BASE, ConfigError
 from tasks.base import Task, TaskError, _checksum, is_integer
 
 MANIFEST = Path(__file__).resolve().parents[2] / "configs" / "splits.yaml"
@@ -64,6 +64,14 @@ class Split:
     seed: int
     sha256: str | None = None
     optional: bool = False
+
+    def validation(self) -> "Split":
+        """The split's validation counterpart: the same task, options, size and count from seed
+        ``VALIDATION_SEED_BASE + seed``, never recorded (sha256 None). Its seed lies above every
+        frozen split's and every run's data seed (validation included: VALIDATION_SEED_BASE + a
+        run seed <= SEED_MAX), so recipes and iteration counts can be chosen on data of every axis
+        without looking at the test splits (docs/protocol.md)."""
+        return replace(self, seed=VALIDATION_SEED_BASE + self.seed, sha256=None)
 
     def make_task(self) -> Task:
         """The task with this split's options; an unknown task or a bad option is one sentence."""
