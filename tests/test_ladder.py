@@ -134,6 +134,17 @@ def test_validation_ladders_draw_the_same_axes_from_other_seeds(tmp_path, capsys
     assert not any(np.array_equal(a, b) for a in val_inputs for b in test_inputs)
 
 
+def test_a_ladder_of_many_names_gets_a_short_file_name(tmp_path, capsys):
+    run = tmp_path / "run"
+    _make_run(run)
+    names = [f"maze_{g}_{z}" for g in ("dfs", "kruskal", "wilson", "prim", "division") for z in (13, 15)]
+    code, _, err = _evaluate(capsys, str(run), "--splits", *names, "--n", "1", "--iters", "1")
+    assert code == 0, err
+    (written,) = [p for p in run.glob("ladder_*.json")]
+    assert written.name.startswith("ladder_10-splits-") and len(written.name) < 80
+    assert [s.name for s in LadderResult.read(written).splits] == names
+
+
 def test_a_split_of_another_rendering_is_refused(tmp_path, capsys):
     run = tmp_path / "run"
     _make_run(run, {"_target_": "tasks.maze.MazeTask", "rendering": "e2h"})

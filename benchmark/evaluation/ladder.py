@@ -30,6 +30,7 @@ or written.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from dataclasses import asdict
@@ -46,6 +47,7 @@ from benchmark.models.contract import ScoredModel
 from tasks.base import Task
 from tasks.fileio import check_writable_dir
 
+MAX_LABEL = 120  # longer ladder labels (many split names) become a count and a digest; the JSON lists every split
 LADDER_N = 50  # samples per split by default: the maze_ood ladder in under 5 minutes on two CPU cores
 LADDER_HALT = 20  # halting patience by default (docs/evaluation.md measured K = 20)
 # Options that set the format of the data, not the puzzles: a split must share them with the run.
@@ -112,6 +114,9 @@ def run_ladder(args: argparse.Namespace, argv: list[str] | None = None) -> Ladde
 
     label = "-".join(_safe(a) for a in names) + "_validation" * validation + "".join(
         f"{'-' if names or i else ''}data-{_safe(p.stem)}-{external[p][2][:12]}" for i, p in enumerate(files))
+    if len(label) > MAX_LABEL:  # many names: a file name must stay under the file system's 255 bytes
+        digest = hashlib.sha256(label.encode()).hexdigest()[:12]
+        label = f"{len(names) + len(files)}-splits-{digest}" + "_validation" * validation
     stem = f"{label}_iters{args.iters}_n{n}_halt{halt}{_precision_tag(model, cfg)}"
     limit = model.iteration_limit if isinstance(model, ScoredModel) else None
     iters = args.iters if limit is None else min(args.iters, limit)
