@@ -84,7 +84,7 @@ def test_the_main_command_composes_to_the_settings_of_the_reference_run():
     assert cfg["model"] == {"_target_": "benchmark.models.recurrent.RecurrentConvNet", "name": "shared", "width": 32, "depth": 1,
                             "templates": 2, "coefficient_init": "orthogonal", "recall": True, "compile": False}
     assert cfg["train"] == {"epochs": 4, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0002, "warmup_steps": 100, "clip": 1.0,
-                            "alpha": 1.0, "iters": 20, "detach_extra": 20, "progressive_min_iters": 1, "log_every": 50, "checkpoint_every": 200,
+                            "alpha": 1.0, "iters": 20, "detach_extra": 20, "progressive_min_iters": 1, "init_noise": 0.0, "log_every": 50, "checkpoint_every": 200,
                             "loop_weight": 0.0, "loop_form": "squared", "curriculum_steps": 0, "curriculum_start": 8,
                             "stop_at_acc": None, "probe_size": 512, "ema_horizon": 0.4,
                             "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.002, "weight_decay": 0.0002},
@@ -116,13 +116,13 @@ STUDY_MODELS = ["recurrent", "shared_k2", "feedforward", "depth_k2", "shared_k1"
     [("maze", dict(size=dict(train=9, test=[15], n_train=20000, n_test=500, n_val=None), eval=dict(iters=100, batch_size=250, fold_threshold=0.99, halt_after=0),
                    train=dict(epochs=16, batch_size=64, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=20, log_every=25,
                               checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None,
-                              curriculum_steps=0, curriculum_start=8, progressive_min_iters=1)),
+                              curriculum_steps=0, curriculum_start=8, progressive_min_iters=1, init_noise=0.0)),
       dict(alpha=1.0, detach_extra=20)),
      ("prefix_sums", dict(size=dict(train=32, test=[128, 512], n_train=10000, n_test=200, n_val=None),
                           eval=dict(iters=300, batch_size=500, fold_threshold=0.99, halt_after=20),
                           train=dict(epochs=60, batch_size=100, lr=0.002, weight_decay=0.0002, warmup_steps=100, clip=1.0, iters=30,
                                      log_every=20, checkpoint_every=200, stop_at_acc=0.99, probe_size=512, ema_horizon=None,
-                                     curriculum_steps=600, curriculum_start=8, progressive_min_iters=1)),
+                                     curriculum_steps=600, curriculum_start=8, progressive_min_iters=1, init_noise=0.0)),
       dict(alpha=1.0, detach_extra=0))],
 )
 def test_the_study_experiments_give_each_family_its_recipe(task, study, looped):

@@ -27,7 +27,7 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
     The runs' own wall seconds are only comparable when the machine was quiet; a study whose jobs
     shared the cores with other work is timed again here: for the first run of each model, its
     own training step (``benchmark.training.step.train_step`` on ``progressive_loss`` with the run's alpha, iterations,
-    detached extra iterations, loop regulariser, clipping, optimizer and precision) on
+    detached extra iterations, initial-state noise, loop regulariser, clipping, optimizer and precision) on
     ``train.batch_size`` samples of its training size, ``steps`` steps per measurement after one
     warm-up step, the models interleaved within each of ``repeats`` rounds (A B C A B C) so that
     load drifts hit all alike. The medians then turn steps to target into seconds at equal load.
@@ -58,7 +58,7 @@ def step_costs(runs: list[StudyRun], steps: int = 5, repeats: int = 3, threads: 
         def step(model=model, train=train, x=x, y=y, optimizer=optimizer, generator=generator, task=ckpt.task,
                  detach_extra=detach_extra, regulariser=training_regulariser(train)) -> None:
             train_step(model, lambda: progressive_loss(model, task, x, y, train.iters, train.alpha, generator, detach_extra,
-                                                       train.progressive_min_iters),
+                                                       train.progressive_min_iters, train.init_noise),
                        optimizer, clip=train.clip, regulariser=regulariser)
 
         model.train()

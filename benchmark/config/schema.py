@@ -77,6 +77,11 @@ class TrainConfig:
     # term never asks one of the stack's distinct positions for the answer (tried on
     # depth_k2_tail: README, "The looped tail on prefix sums").
     progressive_min_iters: int = 1
+    # Path independence (Anil et al. 2022; benchmark.training.losses.perturbed_state): > 0 starts
+    # half the batches' progressive term from the initial state plus Gaussian noise at this many
+    # of its standard deviations, so the model learns to reach the answer from a start it did not
+    # choose; 0: every batch from the model's own initial state (no extra random draw).
+    init_noise: float = 0.0
     log_every: int = 50  # steps between metrics.jsonl records
     # Steps between training-state saves (train_state.pt, what resume=<run dir> continues from);
     # 0: only at the end. 200 maze steps are about 2.5 CPU minutes, the most an interrupt loses,
@@ -337,7 +342,7 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
              f"train.batch_size ({train.batch_size}) must not exceed the training set (size.n_train={size.n_train}).")
     for key, value in (("train.lr", train.lr), ("train.weight_decay", train.weight_decay), ("train.clip", train.clip),
                        ("train.warmup_steps", train.warmup_steps), ("train.loop_weight", train.loop_weight),
-                       ("train.detach_extra", train.detach_extra)):
+                       ("train.detach_extra", train.detach_extra), ("train.init_noise", train.init_noise)):
         require(_is_number(value) and value >= 0, f"{key} must be a finite number >= 0, got {value}.")
     require(is_integer(train.curriculum_steps) and train.curriculum_steps >= 0,
              f"train.curriculum_steps must be an integer >= 0 (0: no length curriculum), got {train.curriculum_steps}.")

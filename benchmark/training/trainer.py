@@ -104,7 +104,7 @@ class Trainer:
     def loss(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.cfg
         return progressive_loss(self.model, self.task, self.inputs, self.targets, cfg.iters, cfg.alpha, self.generator,
-                                self.detach_extra, cfg.progressive_min_iters)
+                                self.detach_extra, cfg.progressive_min_iters, cfg.init_noise)
 
     def after_backward(self, loss: torch.Tensor) -> torch.Tensor:
         for hook in self.hooks:
