@@ -254,6 +254,19 @@ def test_runs_of_other_recipes_get_their_own_rows(tmp_path, capsys):
         lb.table(lb.collect([tmp_path]), refuse_mixed=True)
 
 
+def test_an_option_a_run_predates_reads_as_its_default(tmp_path):
+    """Runs written before ``train.init_noise`` or ``task.generator`` existed share a row with new
+    runs at those options' defaults, and not with runs that set them otherwise."""
+    old = {"task": {"_target_": "tasks.maze.MazeTask"}, "train": {"epochs": 4}}
+    new = {"task": {"_target_": "tasks.maze.MazeTask", "generator": "dfs"}, "train": {"epochs": 4, "init_noise": 0.0}}
+    _fake_run(tmp_path, "shared", 0, settings=old)
+    _fake_run(tmp_path, "shared", 1, settings=new)
+    _fake_run(tmp_path, "shared", 2, settings={**new, "train": {"epochs": 4, "init_noise": 1.0}})
+    rows = [r for r in lb.table(lb.collect([tmp_path])) if r["size"] == 15]
+    assert sorted((r["variant"], tuple(r["seeds"])) for r in rows) == [("train.init_noise=0.0", (0, 1)),
+                                                                       ("train.init_noise=1.0", (2,))]
+
+
 def test_leaderboard_reads_the_committed_old_protocol_runs(tmp_path):
     rows = lb.leaderboard([REFERENCE / "checkpoints" / "maze"], tmp_path)
     assert rows and all(r["protocol"] == 0 and r["chosen_mean"] is None for r in rows)
