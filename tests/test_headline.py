@@ -178,3 +178,15 @@ def test_the_printouts_on_a_page_are_their_runs_tables(page):
         title = shown[0] if not shown[0].lstrip().startswith("size") else ""
         table = format_table(EvalResult.read(path), title).splitlines()
         assert shown == table[:len(shown)] and len(shown) >= 4, path  # the legend line may be left out
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_the_files_a_page_includes_are_quoted_whole(page):
+    """A table a page copies from a committed file (``<!-- include: PATH -->`` then the file's
+    lines, e.g. a seeds table of ``python -m benchmark.analysis.ladder_plots``) is that file's text."""
+    lines = (ROOT / page).read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("<!-- include: "):
+            path = ROOT / line.removeprefix("<!-- include: ").removesuffix(" -->")
+            included = path.read_text().splitlines()
+            assert lines[i + 1:i + 1 + len(included)] == included, f"{page} line {i + 1}: {path}"

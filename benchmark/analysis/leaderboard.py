@@ -243,7 +243,7 @@ def figure(rows: list[dict[str, object]], scores: list[RunScore]) -> plt.Figure:
     ncols = min(2, len(tables))
     nrows = math.ceil(len(tables) / ncols)
     width = max(5.0, 1.5 * max(len(g) for _, g in tables) + 2)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 4.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 4.2 * nrows + 0.4), squeeze=False, layout="constrained")
     for ax in axes.flat[len(tables):]:
         ax.set_visible(False)
     for ax, ((task, train_size, size), group) in zip(axes.flat, tables):
@@ -266,14 +266,17 @@ def figure(rows: list[dict[str, object]], scores: list[RunScore]) -> plt.Figure:
         note = "" if any(r["protocol"] for r in group) else " (no validation data: oracle only)"
         ax.set(title=f"{task}: trained on {train_size}, tested on {size}{note}", ylim=(0, 1.02), xlabel="", ylabel="test accuracy (points: seeds)")
         ax.tick_params(axis="x", labelrotation=20)
-        ax.legend(title=None, loc="lower left", fontsize="small")
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()  # one legend for the figure, below the panels, where it hides no bar
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize="small")
     return fig
 
 
 def save_png(fig: plt.Figure, path: Path) -> None:
     """Write ``fig`` atomically as a PNG without the metadata that would make equal figures differ."""
     try:
-        fig.tight_layout()
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
     finally:
