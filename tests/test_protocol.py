@@ -165,14 +165,24 @@ def test_matched_baselines_have_the_shared_models_parameter_count(task):
         assert gaps[ff_width] <= 0.03
     cfg = compose_config(f"task={task}", "model=feedforward_matched")
     assert cfg.model.depth == cfg.train.iters and cfg.model.name == "feedforward_matched"
-    if task == "maze":
-        assert cfg.model.width == ff_width and compose_config("model=recurrent_matched").model.width == rec_width
+    # The matched widths are each task's own (configs/matched/), without model.width on the command line.
+    assert cfg.model.width == ff_width and compose_config(f"task={task}", "model=recurrent_matched").model.width == rec_width
+    assert compose_config(f"task={task}", "model=recurrent_matched", "model.width=33").model.width == 33  # the command line wins
 
 
+LEADERBOARD_SWEEPS = {"maze": ("task=maze", "size=train9_test15"),
+                      "prefix_sums": ("task=prefix_sums", "size=train32_test512"),
+                      "shortest_path_unit": ("task=shortest_path_unit", "train.epochs=2")}
+
+
+@pytest.mark.parametrize("task", sorted(LEADERBOARD_SWEEPS))
 @pytest.mark.parametrize("model", ["shared", "recurrent_matched", "feedforward_matched"])
-def test_the_leaderboard_sweep_points_compose_and_validate(model):
+def test_the_leaderboard_sweep_points_compose_and_validate(model, task):
+    """Every point of docs/protocol.md's leaderboard sweeps composes, builds and passes the checks."""
     for seed in (0, 4):
-        check_config(compose_config(f"model={model}", f"seed={seed}", "task=maze", "size=train9_test15"))
+        cfg = compose_config(f"model={model}", f"seed={seed}", "precision=bf16", "threads=1", *LEADERBOARD_SWEEPS[task])
+        built = build_task(cfg)
+        check_config(cfg, built, build_model(cfg, built))
 
 
 # ---------------------------------------------------------------------------- the leaderboard
