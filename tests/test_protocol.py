@@ -212,10 +212,19 @@ def test_leaderboard_reports_test_at_the_validation_choice_beside_the_oracle(tmp
     assert row["seeds"] == [0, 1, 2] and row["chosen_iter_median"] == 2 and row["oracle_iter_median"] == 4
     assert row["chosen_mean"] == pytest.approx(0.5) and row["oracle_mean"] == pytest.approx(0.7)
     assert row["chosen_sd"] == pytest.approx(0.1) and row["steps"] == 100 and row["protocol"] == 1
+    assert row["solved_seeds"] == 0  # 0.4, 0.5, 0.6 at the chosen iteration, none >= SOLVED (0.95)
     md = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert ORACLE_LABEL in md and "| shared | - | 1,000 | 100 | CPU 101 | fp32 | 0.1.0+protocol1 | 1 | 3 (0, 1, 2) | 50.0 ± 10.0 | 2 | 70.0 ± 10.0 | 4 |" in md
+    assert ORACLE_LABEL in md and "| shared | - | 1,000 | 100 | CPU 101 | fp32 | 0.1.0+protocol1 | 1 | 3 (0, 1, 2) | 50.0 ± 10.0 | 0 of 3 | 2 | 70.0 ± 10.0 | 4 |" in md
     csv_lines = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
     assert csv_lines[0].startswith("task,train_size,size,model,variant,parameters") and len(csv_lines) == 1 + 4
+
+
+def test_solved_seeds_count_the_seeds_at_or_above_the_bar(tmp_path, monkeypatch):
+    for seed in (0, 1, 2):
+        _fake_run(tmp_path, "shared", seed, shift=0.1 * seed)  # 15x15 at the chosen iteration: 0.4, 0.5, 0.6
+    monkeypatch.setattr(lb, "SOLVED", 0.45)
+    row = next(r for r in lb.table(lb.collect([tmp_path])) if r["size"] == 15)
+    assert row["solved_seeds"] == 2 and "| 2 of 3 |" in lb.to_markdown([row])
 
 
 def test_leaderboard_output_is_byte_for_byte_deterministic(tmp_path):

@@ -28,7 +28,7 @@ import pandas as pd
 
 from benchmark.analysis.formatting import percent, percent_mean_sd, span
 from benchmark.analysis.ladder_plots import ladder_seeds_stats
-from benchmark.analysis.leaderboard import CSV_COLUMNS, read_scores, table
+from benchmark.analysis.leaderboard import CSV_COLUMNS, SOLVED, read_scores, table
 from benchmark.config.errors import CommandParser, ConfigError, exit_on_user_error
 from benchmark.infra.ladder import LadderResult
 from benchmark.infra.results import ORACLE_LABEL, EvalResult, ResultFormatError, SizeSummary, _read_json
@@ -191,9 +191,10 @@ def leaderboard_row(task_words: str, csv: str, page: str = "docs/protocol.md") -
         models = []
         for i, r in enumerate(rows.itertuples()):
             figure = f"{percent_mean_sd(r.chosen_mean, r.chosen_sd)}%"
+            solved = f"{int(r.solved_seeds)} of {int(r.n_seeds)} seeds >= {SOLVED:.0%}; "
             params = "-" if pd.isna(r.parameters) else f"{int(r.parameters):,}"
             models.append(f"`{r.model}`{f' [{r.variant}]' if r.variant else ''} {f'**{figure}**' if i == 0 else figure} "
-                          f"({params} parameters)")
+                          f"({solved}{params} parameters)")
         first = rows.iloc[0]
         return (f"the {task_words} leaderboard: iteration chosen on validation data, matched parameters, "
                 f"{span(frame['n_seeds'], str)} seeds",
@@ -283,6 +284,7 @@ ROWS: list[Row] = [
     Row("docs/prefix_sums_track.md", (PREFIX_RUN,), prefix_sums),
     Row("docs/shortest_paths.md", (UNIT_RUN, WEIGHTED_RUN), shortest_paths),
     leaderboard_row("maze", "reference/leaderboard/maze/leaderboard.csv"),
+    leaderboard_row("prefix sums", "reference/leaderboard/prefix_sums/leaderboard.csv"),
     study_row("mazes", "reference/study_maze", "docs/study_maze.md"),
     study_row("prefix sums", "reference/study_prefix_sums_curriculum", "docs/study_prefix_sums.md"),
     Row("docs/study.md", (MAZE_STUDY,), claims),

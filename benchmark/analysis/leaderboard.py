@@ -55,6 +55,9 @@ SPLIT_KEYS = ("precision", "code_version", "protocol", "device")
 SETTING_GROUPS = ("task", "size", "train", "model", "eval")
 NO_CODE_VERSION = "pre-protocol"
 CHOSEN = "chosen on validation"
+# A seed counts as solving the task at this test accuracy (at the chosen iteration): a row's mean
+# hides whether its spread is every seed a little off or some seeds not learning at all.
+SOLVED = 0.95
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ def table(scores: list[RunScore], refuse_mixed: bool = False) -> list[dict[str, 
                 train_seconds=statistics.fmean(s.train_seconds for s in runs), device=first.device,
                 precision=first.precision, code_version=first.code_version, protocol=first.protocol, seeds=seeds,
                 chosen_mean=chosen_mean, chosen_sd=chosen_sd,
+                solved_seeds=sum(c >= SOLVED for c in chosen) if chosen_mean is not None else None,
                 chosen_iter_median=statistics.median(s.chosen_iter for s in runs) if chosen_mean is not None else None,
                 oracle_mean=oracle_mean, oracle_sd=oracle_sd,
                 oracle_iter_median=statistics.median(s.oracle_iter for s in runs),
@@ -181,8 +185,8 @@ def table(scores: list[RunScore], refuse_mixed: bool = False) -> list[dict[str, 
 
 
 CSV_COLUMNS = ("task", "train_size", "size", "model", "variant", "parameters", "steps", "train_seconds", "device",
-               "precision", "code_version", "protocol", "seeds", "n_seeds", "chosen_mean", "chosen_sd", "chosen_iter_median",
-               "oracle_mean", "oracle_sd", "oracle_iter_median")
+               "precision", "code_version", "protocol", "seeds", "n_seeds", "chosen_mean", "chosen_sd", "solved_seeds",
+               "chosen_iter_median", "oracle_mean", "oracle_sd", "oracle_iter_median")
 
 
 def to_csv(rows: list[dict[str, object]]) -> str:
@@ -195,7 +199,7 @@ def to_csv(rows: list[dict[str, object]]) -> str:
                          "" if r["parameters"] is None else r["parameters"], "" if r["steps"] is None else r["steps"],
                          _num(r["train_seconds"], 1), r["device"], r["precision"], r["code_version"], r["protocol"],
                          " ".join(map(str, r["seeds"])), len(r["seeds"]), _num(r["chosen_mean"], 6), _num(r["chosen_sd"], 6),
-                         _num(r["chosen_iter_median"], 1), _num(r["oracle_mean"], 6), _num(r["oracle_sd"], 6),
+                         "" if r["solved_seeds"] is None else r["solved_seeds"], _num(r["chosen_iter_median"], 1), _num(r["oracle_mean"], 6), _num(r["oracle_sd"], 6),
                          _num(r["oracle_iter_median"], 1)])
     return buffer.getvalue()
 
@@ -207,19 +211,22 @@ def to_markdown(rows: list[dict[str, object]]) -> str:
            f"and the {ORACLE_LABEL}: each run's best iteration on the test set itself, shown for reference only. "
            "Protocol 0: runs without validation data (only the oracle). Rows of one model that differ in "
            f"{', '.join(SPLIT_KEYS)} or in their recipe (the task, size, train, model and eval settings of config.yaml) "
-           "are never averaged together: their variant says what differs.", ""]
+           f"are never averaged together: their variant says what differs. Seeds >= {SOLVED:.0%}: how many seeds reach "
+           f"that test accuracy at the chosen iteration.", ""]
     for (task, train_size, size), group in _by_table(rows):
         out += [f"## {task}, trained on {train_size}, tested on {size}", "",
                 f"| model | variant | params | steps | train s | precision | code | protocol | seeds "
-                f"| test % at val-chosen iter | val-chosen iter (median) | {ORACLE_LABEL} % | oracle iter (median) |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                f"| test % at val-chosen iter | seeds >= {SOLVED:.0%} | val-chosen iter (median) | {ORACLE_LABEL} % "
+                "| oracle iter (median) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in group:
             params = "-" if r["parameters"] is None else f"{r['parameters']:,}"
             steps = "-" if r["steps"] is None else f"{r['steps']:,}"
             chosen_iter = "-" if r["chosen_iter_median"] is None else f"{r['chosen_iter_median']:g}"
+            solved = "-" if r["solved_seeds"] is None else f"{r['solved_seeds']} of {len(r['seeds'])}"
             out.append(f"| {r['model']} | {r['variant'] or '-'} | {params} | {steps} | {r['device']} {r['train_seconds']:.0f} "
                        f"| {r['precision']} | {r['code_version']} | {r['protocol']} | {len(r['seeds'])} "
-                       f"({', '.join(map(str, r['seeds']))}) | {_pct(r['chosen_mean'], r['chosen_sd'])} | {chosen_iter} "
+                       f"({', '.join(map(str, r['seeds']))}) | {_pct(r['chosen_mean'], r['chosen_sd'])} | {solved} | {chosen_iter} "
                        f"| {_pct(r['oracle_mean'], r['oracle_sd'])} | {r['oracle_iter_median']:g} |")
         out.append("")
     return "\n".join(out)
