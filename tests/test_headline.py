@@ -190,3 +190,17 @@ def test_the_files_a_page_includes_are_quoted_whole(page):
             path = ROOT / line.removeprefix("<!-- include: ").removesuffix(" -->")
             included = path.read_text().splitlines()
             assert lines[i + 1:i + 1 + len(included)] == included, f"{page} line {i + 1}: {path}"
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_the_leaderboard_tables_a_page_quotes_are_the_committed_ones(page):
+    """``<!-- leaderboard-summary: CSV SIZE -->`` then the table ``summary_table`` makes of that
+    committed leaderboard.csv: the docs' leaderboard tables cannot drift from the files."""
+    from benchmark.analysis.leaderboard import summary_table
+
+    lines = (ROOT / page).read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("<!-- leaderboard-summary: "):
+            csv_path, size = line.removeprefix("<!-- leaderboard-summary: ").removesuffix(" -->").split()
+            table = summary_table(ROOT / csv_path, int(size)).splitlines()
+            assert lines[i + 1:i + 1 + len(table)] == table, f"{page} line {i + 1}"

@@ -232,6 +232,22 @@ def to_markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(out)
 
 
+def summary_table(csv_path: Path, size: int) -> str:
+    """The short table the docs quote from a committed ``leaderboard.csv`` at test size ``size``
+    (model | params | test % at the chosen iteration | seeds >= SOLVED | iteration | oracle),
+    best first; docs pages mark it ``<!-- leaderboard-summary: CSV SIZE -->`` and a test checks it."""
+    frame = pd.read_csv(csv_path, dtype={"variant": str}).fillna({"variant": ""})
+    rows = frame[frame["size"] == size].sort_values(["chosen_mean", "model"], ascending=[False, True])
+    out = [f"| model | params | test % at the val-chosen iteration | seeds >= {SOLVED:.0%} | iteration (median) "
+           f"| {ORACLE_LABEL} % (iteration) |", "|---|---|---|---|---|---|"]
+    for r in rows.itertuples():
+        name = f"`{r.model}`" + (f" [{r.variant}]" if r.variant else "")
+        params = "-" if pd.isna(r.parameters) else f"{int(r.parameters):,}"
+        out.append(f"| {name} | {params} | **{_pct(r.chosen_mean, r.chosen_sd)}** | {int(r.solved_seeds)} of {int(r.n_seeds)} "
+                   f"| {r.chosen_iter_median:g} | {_pct(r.oracle_mean, r.oracle_sd)} ({r.oracle_iter_median:g}) |")
+    return "\n".join(out)
+
+
 def _by_table(rows: list[dict[str, object]]) -> list[tuple[tuple, list[dict[str, object]]]]:
     tables: dict[tuple, list[dict[str, object]]] = {}
     for r in rows:
@@ -324,4 +340,5 @@ def main(argv: list[str] | None = None) -> None:
     exit_on_user_error(run, argv)
 
 
-__all__ = ["RunScore", "collect", "figure", "leaderboard", "main", "read_scores", "table", "to_csv", "to_markdown"]
+__all__ = ["RunScore", "collect", "figure", "leaderboard", "main", "read_scores", "summary_table", "table", "to_csv",
+           "to_markdown"]
