@@ -285,6 +285,7 @@ ROWS: list[Row] = [
     Row("docs/shortest_paths.md", (UNIT_RUN, WEIGHTED_RUN), shortest_paths),
     leaderboard_row("maze", "reference/leaderboard/maze/leaderboard.csv"),
     leaderboard_row("prefix sums", "reference/leaderboard/prefix_sums/leaderboard.csv"),
+    leaderboard_row("unit shortest paths (2 epochs)", "reference/leaderboard/shortest_path/leaderboard.csv"),
     study_row("mazes", "reference/study_maze", "docs/study_maze.md"),
     study_row("prefix sums", "reference/study_prefix_sums_curriculum", "docs/study_prefix_sums.md"),
     Row("docs/study.md", (MAZE_STUDY,), claims),
