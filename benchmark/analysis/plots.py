@@ -230,12 +230,13 @@ def plot_settling(result: EvalResult, path: Path) -> Path:
                           for at in record.settled_at if at is not None])
     labels = {size: f"{size}: {r.kind.count('fixed')} fixed, {r.kind.count('2-cycle')} 2-cycle, {r.kind.count('none')} never"
               for size, r in (result.halting or {}).items()}
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.6))
     if not frame.empty:
         frame["size"] = frame["size"].map(labels)
         sns.histplot(data=frame, x="iteration", hue="size", hue_order=[labels[s] for s in labels if labels[s] in set(frame["size"])],
                      element="step", fill=True, alpha=0.25, common_bins=True, bins=30, palette="viridis", ax=ax)
-        ax.get_legend().set_title("test size: samples")
+        # Below the axes: inside, it hid the tallest bars of some runs.
+        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, title="test size: samples", frameon=False)
     title = f"where predictions settled (stopped after {result.halt_after} settled iterations, at most {result.iterations})"
     if result.reevaluation is not None:
         title = f"{result.reevaluation.task} / {result.reevaluation.model}: " + title
