@@ -35,11 +35,14 @@ def _plain_defaults(cls: type) -> dict[str, Any]:
     """The fields of dataclass ``cls`` with a plain default (a scalar, None or a list; not MISSING, not a nested node)."""
     out = {}
     for f in dataclasses.fields(cls):
-        value = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-            if value is None or isinstance(value, (bool, int, float, list)) or (isinstance(value, str) and value != "???"):
-                out[f.name] = value
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        if value is None or isinstance(value, (bool, int, float, list)) or (isinstance(value, str) and value != "???"):
+            out[f.name] = value
     return out
 
 
