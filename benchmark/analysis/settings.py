@@ -13,6 +13,7 @@ share a row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any, Iterable
 
@@ -57,13 +58,19 @@ def defaults(group: str, node: dict[str, Any]) -> dict[str, Any]:
     if group == "model" and target in _MODEL_SCHEMAS:
         return _plain_defaults(_MODEL_SCHEMAS[target])
     if group == "task" and isinstance(target, str):
-        from benchmark.models.registry import name_of_path, resolve  # late: it registers every task
-
-        try:
-            return _plain_defaults(resolve("task", name_of_path("task", target)).Options)
-        except (ConfigError, TypeError):  # not a registered task, or options that are not a dataclass
-            return {}
+        return _task_defaults(target)
     return {}
+
+
+@functools.lru_cache(maxsize=None)
+def _task_defaults(target: str) -> dict[str, Any]:
+    """A registered task's option defaults, looked up once per target (a leaderboard reads many runs)."""
+    from benchmark.models.registry import name_of_path, resolve  # late: it registers every task
+
+    try:
+        return _plain_defaults(resolve("task", name_of_path("task", target)).Options)
+    except (ConfigError, TypeError):  # not a registered task, or options that are not a dataclass
+        return {}
 
 
 def run_settings(run: RunDir, groups: Iterable[str]) -> dict[str, str]:
