@@ -36,7 +36,7 @@ sentence on stderr and exit status 2.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from benchmark.infra import precision
 from benchmark.config.schema import CommandParser, ConfigError, data_seeds, exit_on_user_error
+from benchmark.evaluation.rescore import with_generator as _test_task  # shared with the failure scripts
 from benchmark.models.contract import IterativeModel
 from benchmark.training.losses import perturbed_state
 from tasks.base import Task
@@ -175,15 +176,6 @@ def _parser() -> CommandParser:
                         help="default: the precision the run trained in")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE.json", help="write the summaries and per-sample values here")
     return parser
-
-
-def _test_task(task: Task, generator: list[str] | None) -> Task:
-    """The run's task, or a copy with another maze generator (one sentence if the task has none)."""
-    if generator is None:
-        return task
-    if "generator" not in {f.name for f in fields(task.options)}:
-        raise ConfigError(f"--generator needs a task with a generator option (maze), and the run's task is {task.name}.")
-    return type(task)(**{**asdict(task.options), "generator": generator})  # one name in a list is that name
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:

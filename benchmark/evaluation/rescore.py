@@ -32,7 +32,8 @@ import argparse
 import hashlib
 import re
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -231,18 +232,32 @@ def failure_script_parser(script: str, description: str, task_type: type[Task], 
     return parser
 
 
-def load_test_set(run_dir: Path, task_type: type[Task], size: int, n: int) -> tuple[torch.nn.Module, Task, dict, torch.utils.data.TensorDataset]:
-    """For the failure scripts: a finished run of a ``task_type`` task (on the CPU), its task,
-    its plain config and its own first ``n`` test puzzles of ``size`` (its test seed); a run of
-    another task or a size the task refuses is a ``ConfigError`` of one sentence."""
+def with_generator(task: Task, generator: Sequence[str] | None) -> Task:
+    """The run's task, or with ``generator`` (maze generator names: one, or several for a
+    mixture) a copy of it with that generator and every other option kept; a task without a
+    generator option is a ``ConfigError``, an unknown name a ``TaskError``, each one sentence."""
+    if generator is None:
+        return task
+    if "generator" not in {f.name for f in fields(task.options)}:
+        raise ConfigError(f"--generator needs a task with a generator option (maze), and the run's task is {task.name}.")
+    return type(task)(**{**asdict(task.options), "generator": list(generator)})  # one name in a list is that name
+
+
+def load_test_set(run_dir: Path, task_type: type[Task], size: int, n: int,
+                  generator: Sequence[str] | None = None) -> tuple[torch.nn.Module, Task, dict, torch.utils.data.TensorDataset]:
+    """For the failure scripts: a finished run of a ``task_type`` task (on the CPU), its task
+    (``with_generator`` another maze generator, if one is given), its plain config and the first
+    ``n`` test puzzles of ``size`` of that task (the run's test seed: without ``generator`` its own);
+    a run of another task, an unknown generator or a size the task refuses is one sentence."""
     model, ckpt, cfg, _ = load_run(run_dir, "cpu")
     if not isinstance(ckpt.task, task_type):
         raise ConfigError(f"{run_dir} was trained on {ckpt.task_name}: give a {task_type.name} run.")
+    task = with_generator(ckpt.task, generator)
     try:
-        ckpt.task.check_size(size)
+        task.check_size(size)
     except TaskError as err:
         raise ConfigError(str(err)) from err
-    return model, ckpt.task, cfg, ckpt.task.dataset(size, n, seed=data_seeds(cfg["seed"])[1])
+    return model, task, cfg, task.dataset(size, n, seed=data_seeds(cfg["seed"])[1])
 
 
 def run(argv: list[str] | None = None) -> dict:
