@@ -171,3 +171,34 @@ def test_the_seeds_table_averages_runs_of_one_ladder(tmp_path, capsys):
         ladder_plots.ladder_seeds_markdown([result, dataclasses.replace(result, ladder="maze_loops")])
     ladder_plots.main([str(path), str(path), "--out", str(tmp_path / "seeds.md")])
     assert (tmp_path / "seeds.md").read_text().splitlines() == table
+
+
+def test_the_recipes_table_puts_recipes_side_by_side(tmp_path, capsys):
+    """``--recipe NAME FILE ...`` (repeated): a row per recipe and ladder row, the columns asked
+    for, each recipe's own mean ± sd; a nameless or repeated recipe, or files and recipes mixed,
+    is one line and exit status 2; recipes of different ladders are refused."""
+    import dataclasses
+
+    from benchmark.analysis import ladder_plots
+    from benchmark.infra.ladder import LadderResult
+
+    path = Path(__file__).resolve().parents[1] / "results/reference/ood/maze_ood_reference_shared.json"
+    result = LadderResult.read(path)
+    lowered = dataclasses.replace(result, splits=[dataclasses.replace(s, accuracy=[0.0] * len(s.accuracy)) for s in result.splits])
+    lines = ladder_plots.ladder_recipes_markdown({"new": [result, lowered], "old": [result]}, [15, 59]).splitlines()
+    assert lines[0] == "| recipe | generator | 15x15 | 59x59 |"
+    assert len(lines) == 2 + 2 * len(result.table())
+    table = result.table()
+    mean_sd = lambda x: f"{50 * x:.1f} ± {100 * (x * x / 2) ** 0.5:.1f}"  # noqa: E731  (x and 0: mean x/2, sd x/sqrt 2)
+    assert lines[2] == f"| new (2 seeds) | dfs | {mean_sd(table['dfs'][15])} | {mean_sd(table['dfs'][59])} |"
+    old = lines.index(next(line for line in lines if line.startswith("| old")))
+    assert lines[old] == f"| old (1 seed) | dfs | {100 * table['dfs'][15]:.1f} ± 0.0 | {100 * table['dfs'][59]:.1f} ± 0.0 |"
+    with pytest.raises(ValueError, match="one ladder"):
+        ladder_plots.ladder_recipes_markdown({"a": [result], "b": [dataclasses.replace(result, ladder="maze_loops")]})
+    out = tmp_path / "recipes.md"
+    ladder_plots.main(["--recipe", "new", str(path), "--recipe", "old", str(path), "--sizes", "15", "59", "--out", str(out)])
+    assert out.read_text().splitlines()[0] == "| recipe | generator | 15x15 | 59x59 |"
+    for argv in (["--recipe", "a", str(path), "--recipe", "a", str(path)], ["--recipe", "a"], [str(path), "--recipe", "a", str(path)], []):
+        with pytest.raises(SystemExit) as stop:
+            ladder_plots.main(argv)
+        assert stop.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.analysis.formatting import percent_mean_sd
 from benchmark.analysis.plots import plt, save_figure, sns
 from benchmark.infra.ladder import LadderResult
 
@@ -56,7 +57,7 @@ def plot_ladder_curves(result: LadderResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-__all__ = ["ladder_seeds_markdown", "ladder_seeds_stats", "plot_ladder_curves", "plot_ladder_heatmap"]
+__all__ = ["ladder_recipes_markdown", "ladder_seeds_markdown", "ladder_seeds_stats", "plot_ladder_curves", "plot_ladder_heatmap"]
 
 
 def ladder_seeds_stats(results: list[LadderResult]) -> pd.DataFrame:
@@ -92,21 +93,52 @@ def ladder_seeds_markdown(results: list[LadderResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m benchmark.analysis.ladder_plots FILE.json ... [--out FILE.md]``: the seeds table."""
-    import argparse
+def ladder_recipes_markdown(recipes: dict[str, list[LadderResult]], sizes: list[int] | None = None) -> str:
+    """One Markdown table comparing recipes on the same ladder: a row per (recipe, ladder row), in
+    the order given, a column per size (``sizes``, default every size), each cell the mean ± sd
+    over that recipe's runs (``ladder_seeds_stats``) and, in the recipe's first row, the seeds."""
+    if len({(r.ladder, r.chosen_iteration, r.pick) for results in recipes.values() for r in results}) != 1:
+        raise ValueError("the recipes' results must be one ladder at one chosen iteration.")
+    stats = {name: ladder_seeds_stats(results) for name, results in recipes.items()}
+    first = next(iter(recipes.values()))[0]
+    sizes = sizes or sorted({size for s in stats.values() for size in s.index.get_level_values("size")})
+    varying = ", ".join(first.varying) or "split"
+    lines = [f"| recipe | {varying} | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for name, table in stats.items():
+        for i, row in enumerate(dict.fromkeys(table.index.get_level_values("row"))):
+            cells = [percent_mean_sd(*table.loc[(row, size), ["mean", "std"]]) if (row, size) in table.index else ""
+                     for size in sizes]
+            runs = len(recipes[name])
+            label = f"{name} ({runs} seed{'s' if runs > 1 else ''})" if i == 0 else ""
+            lines.append(f"| {label} | {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
-    from benchmark.config.schema import exit_on_user_error
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmark.analysis.ladder_plots FILE.json ... [--out FILE.md]``: the seeds table;
+    ``--recipe NAME FILE.json ... [--recipe ...] [--sizes 15 33 59]``: recipes side by side."""
+    from benchmark.config.errors import CommandParser, exit_on_user_error
     from tasks.fileio import write_text
 
-    parser = argparse.ArgumentParser(description="Mean and sd over runs (seeds) of ladder results (ladder_*.json).")
-    parser.add_argument("files", nargs="+", type=Path)
+    parser = CommandParser(prog="python -m benchmark.analysis.ladder_plots", description="Mean and sd over runs (seeds) of ladder results (ladder_*.json).")
+    parser.add_argument("files", nargs="*", type=Path)
+    parser.add_argument("--recipe", nargs="+", action="append", metavar=("NAME", "FILE"),
+                        help="a recipe's name and its runs' ladder results; repeat it to compare recipes")
+    parser.add_argument("--sizes", nargs="+", type=int, help="the sizes (columns) of a --recipe table (default: all)")
     parser.add_argument("--out", type=Path, help="write the Markdown table there (default: print it)")
     args = parser.parse_args(argv)
+    if bool(args.files) == bool(args.recipe) or any(len(r) < 2 for r in args.recipe or ()):
+        parser.error("give ladder result files, or --recipe NAME FILE ... (a name and at least one file each), not both")
+    if args.recipe and len({name for name, *_ in args.recipe}) < len(args.recipe):
+        parser.error("each --recipe needs a name of its own")
 
     def run() -> None:
         try:
-            table = ladder_seeds_markdown([LadderResult.read(path) for path in args.files])
+            if args.recipe:
+                table = ladder_recipes_markdown({name: [LadderResult.read(Path(f)) for f in files]
+                                                 for name, *files in args.recipe}, args.sizes)
+            else:
+                table = ladder_seeds_markdown([LadderResult.read(path) for path in args.files])
         except ValueError as err:
             from benchmark.config.schema import ConfigError
 
