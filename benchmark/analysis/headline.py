@@ -155,6 +155,24 @@ def ood(src: Sources) -> tuple[str, str]:
             f"59x59: {span(at[59]['mean'], lambda x: percent(x, 0))}%, all at iteration {results[0].chosen_iteration}")
 
 
+ROBUST_LADDER = "ladder_maze_ood_iters1000_n20_halt20.json"  # the frozen test splits, scored once after the choice
+ROBUST_LADDERS = (f"reference/checkpoints/maze/train13_test15/shared/20261207-000517-seed0/{ROBUST_LADDER}",  # seed 0
+                  f"reference/robust/robust_seeds/maze/train13_test15/shared/*/{ROBUST_LADDER}")  # seeds 1-4
+
+
+def robust(src: Sources) -> tuple[str, str]:
+    """``train=robust`` on every generator: the seeds' mean per size (range over generators), and the
+    worst cell any seed has at each size (the robust-model goal counts seeds, not means)."""
+    results = [LadderResult.read(path) for pattern in ROBUST_LADDERS for path in src.paths(pattern)]
+    means = ladder_seeds_stats(results)
+    worst = {size: min(by_size[size] for r in results for by_size in r.table().values()) for size in (15, 33, 59)}
+    cells = "; ".join(f"{size}x{size}: {span(means.xs(size, level='size')['mean'], percent)}% (worst seed and generator "
+                      f"{percent(worst[size])}%)" for size in (15, 33, 59))
+    return (f"mazes of every generator, `train=robust` (13x13 depth-first and Prim mazes; Kruskal, Wilson and division "
+            f"held out), test splits (`--splits {results[0].ladder}`), {len(results)} seeds",
+            f"{cells}; up to {results[0].chosen_iteration} iterations, halting after {results[0].halt_after} unchanged ones")
+
+
 PREFIX_RUN = f"reference/checkpoints/prefix_sums/train32_test512/shared/20261127-001511-seed0/{RunDir.EVAL}"
 
 
@@ -281,6 +299,7 @@ def speed(src: Sources) -> tuple[str, str]:
 ROWS: list[Row] = [
     Row("docs/maze_track.md", (f"{MAIN_RUN}/{RunDir.EVAL}", f"{MAIN_RUN}/{RunDir.CONFIG}", MAIN_BIG), main_command),
     Row("docs/splits.md", OOD_LADDERS, ood),
+    Row("docs/robust_maze.md", ROBUST_LADDERS, robust),
     Row("docs/prefix_sums_track.md", (PREFIX_RUN,), prefix_sums),
     Row("docs/shortest_paths.md", (UNIT_RUN, WEIGHTED_RUN), shortest_paths),
     leaderboard_row("maze", "reference/leaderboard/maze/leaderboard.csv"),
