@@ -78,19 +78,18 @@ def ladder_seeds_markdown(results: list[LadderResult]) -> str:
     per row and size, the mean ± sd (over the runs) of the accuracy at each run's chosen iteration."""
     stats = ladder_seeds_stats(results)
     sizes = sorted(stats.index.get_level_values("size").unique())
-    rows = list(dict.fromkeys(stats.index.get_level_values("row")))
     varying = ", ".join(results[0].varying) or "split"
     lines = [f"| {varying} | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
-    for row in rows:
-        cells = []
-        for size in sizes:
-            if (row, size) not in stats.index:
-                cells.append("")
-                continue
-            mean, sd, count = stats.loc[(row, size)]
-            cells.append(f"{100 * mean:.1f} ± {0.0 if pd.isna(sd) else 100 * sd:.1f}")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += [f"| {row} | " + " | ".join(cells) + " |" for row, cells in _stats_rows(stats, sizes)]
     return "\n".join(lines) + "\n"
+
+
+def _stats_rows(stats: pd.DataFrame, sizes: list[int]) -> list[tuple[str, list[str]]]:
+    """Per ladder row of ``ladder_seeds_stats``, in order: its cells ``mean ± sd`` at ``sizes``
+    (an sd of 0 for one run, empty where the row has no split of that size)."""
+    return [(row, [percent_mean_sd(*stats.loc[(row, size), ["mean", "std"]]) if (row, size) in stats.index else ""
+                   for size in sizes])
+            for row in dict.fromkeys(stats.index.get_level_values("row"))]
 
 
 def ladder_recipes_markdown(recipes: dict[str, list[LadderResult]], sizes: list[int] | None = None) -> str:
@@ -105,10 +104,8 @@ def ladder_recipes_markdown(recipes: dict[str, list[LadderResult]], sizes: list[
     varying = ", ".join(first.varying) or "split"
     lines = [f"| recipe | {varying} | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
     for name, table in stats.items():
-        for i, row in enumerate(dict.fromkeys(table.index.get_level_values("row"))):
-            cells = [percent_mean_sd(*table.loc[(row, size), ["mean", "std"]]) if (row, size) in table.index else ""
-                     for size in sizes]
-            runs = len(recipes[name])
+        runs = len(recipes[name])
+        for i, (row, cells) in enumerate(_stats_rows(table, sizes)):
             label = f"{name} ({runs} seed{'s' if runs > 1 else ''})" if i == 0 else ""
             lines.append(f"| {label} | {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -30,11 +30,11 @@ refuses ``e2h`` runs.
 from __future__ import annotations
 
 import sys
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import label
 
 from benchmark.config.schema import ConfigError, exit_on_user_error
 from benchmark.evaluation.rescore import failure_script_parser, load_test_set
@@ -43,11 +43,6 @@ from tasks.maze import MazeTask
 
 JUNCTION = 3  # an open pixel with at least this many open 4-neighbours is a junction
 
-try:
-    from scipy.ndimage import label as _scipy_label
-except ImportError:  # pragma: no cover - scipy is in the project's environment
-    _scipy_label = None
-
 
 def degrees(open_: np.ndarray) -> np.ndarray:
     """Per pixel of a bool ``(h, w)`` mask: how many of its 4-neighbours are open (int)."""
@@ -55,31 +50,9 @@ def degrees(open_: np.ndarray) -> np.ndarray:
     return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
 
 
-def _bfs_label(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.label`` of a 2-D bool mask with 4-connectivity, without scipy."""
-    labels = np.zeros(mask.shape, dtype=np.int64)
-    rows, cols = mask.shape
-    current = 0
-    for r0, c0 in zip(*np.nonzero(mask)):
-        if labels[r0, c0]:
-            continue
-        current += 1
-        labels[r0, c0] = current
-        queue = deque([(r0, c0)])
-        while queue:
-            r, c = queue.popleft()
-            for q in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-                if 0 <= q[0] < rows and 0 <= q[1] < cols and mask[q] and not labels[q]:
-                    labels[q] = current
-                    queue.append(q)
-    return labels
-
-
 def components(mask: np.ndarray) -> np.ndarray:
     """The 4-connected regions of a 2-D bool mask: 0 off it, 1, 2, ... per region."""
-    if _scipy_label is not None:
-        return _scipy_label(mask)[0]  # the default structure of a 2-D label is the 4-neighbour cross
-    return _bfs_label(mask)
+    return label(mask)[0]  # the default structure of a 2-D label is the 4-neighbour cross
 
 
 @dataclass
