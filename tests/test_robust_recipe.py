@@ -18,7 +18,7 @@ from tasks.maze import MazeTask
 from tests.conftest import compose_config
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "reference" / "checkpoints" / "maze"
-ROBUST = CHECKPOINTS / "train13_test15" / "shared" / "20261207-000517-seed0"
+ROBUST = CHECKPOINTS / "train13_test15" / "shared" / "20261207-030301-seed0"
 MAIN = CHECKPOINTS / "train9_test15" / "shared" / "20261127-073436-seed0"
 
 
@@ -26,21 +26,22 @@ def test_train_robust_composes_the_recipe_and_the_command_line_still_wins():
     cfg = compose_config("task=maze", "train=robust")
     check_config(cfg)
     assert list(cfg.task.generator) == ["dfs", "prim"] and cfg.size.train == 13
-    assert cfg.train.progressive_min_iters == 10
+    assert cfg.train.iters == 30 and cfg.train.progressive_min_iters == 15
     default = compose_config("task=maze")
-    # Everything else is the default recipe's: the same steps, iterations, model.
-    for key in ("epochs", "batch_size", "lr", "iters", "detach_extra", "alpha", "ema_horizon"):
+    # Everything else is the default recipe's: the same steps, detached iterations, model.
+    for key in ("epochs", "batch_size", "lr", "detach_extra", "alpha", "ema_horizon"):
         assert cfg.train[key] == default.train[key], key
     assert cfg.model == default.model and cfg.size.test == default.size.test
     mine = compose_config("task=maze", "train=robust", "size.train=9", "task.generator=kruskal")
-    assert mine.size.train == 9 and mine.task.generator == "kruskal" and mine.train.progressive_min_iters == 10
+    assert mine.size.train == 9 and mine.task.generator == "kruskal" and mine.train.progressive_min_iters == 15
 
 
 def test_the_robust_checkpoint_was_trained_by_train_robust():
     run = compose_config("task=maze", "train=robust")
     model, ckpt, cfg, _ = load_run(ROBUST, "cpu", "fp32")
     assert list(ckpt.task.options.generator) == list(run.task.generator) and cfg["size"]["train"] == run.size.train
-    assert cfg["train"]["progressive_min_iters"] == run.train.progressive_min_iters
+    for key in ("iters", "progressive_min_iters"):
+        assert cfg["train"][key] == run.train[key], key
 
 
 def _solved(run_dir: Path, generator: str, size: int, n: int, iters: int) -> torch.Tensor:

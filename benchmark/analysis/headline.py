@@ -156,8 +156,8 @@ def ood(src: Sources) -> tuple[str, str]:
 
 
 ROBUST_LADDER = "ladder_maze_ood_iters1000_n20_halt20.json"  # the frozen test splits, scored once after the choice
-ROBUST_LADDERS = (f"reference/checkpoints/maze/train13_test15/shared/20261207-000517-seed0/{ROBUST_LADDER}",  # seed 0
-                  f"reference/robust/robust_seeds/maze/train13_test15/shared/*/{ROBUST_LADDER}")  # seeds 1-4
+ROBUST_LADDERS = (f"reference/checkpoints/maze/train13_test15/shared/20261207-030301-seed0/{ROBUST_LADDER}",  # seed 0
+                  f"reference/robust/robust_m30min15_s[1-4]/maze/train13_test15/shared/*/{ROBUST_LADDER}")  # seeds 1-4
 
 
 def robust(src: Sources) -> tuple[str, str]:
