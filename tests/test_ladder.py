@@ -202,3 +202,41 @@ def test_the_recipes_table_puts_recipes_side_by_side(tmp_path, capsys):
         with pytest.raises(SystemExit) as stop:
             ladder_plots.main(argv)
         assert stop.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_settled_table_says_how_each_runs_answers_ended(tmp_path, capsys):
+    """``--settled FILE ...``: a row per run and ladder row, the accuracy at the chosen iteration
+    and the samples that never settled or settled into a 2-cycle (counts straight from the file);
+    ladders scored without halting, and --settled with --recipe, are refused."""
+    import dataclasses
+
+    from benchmark.analysis import ladder_plots
+
+    path = Path(__file__).resolve().parents[1] / "results/reference/ood/maze_ood_reference_shared.json"
+    read = LadderResult.read(path)
+    assert read.splits[-1].settled == {"fixed": 20, "2-cycle": 1, "none": 29}  # the file's own counts (division 59x59)
+    # Every sample settled to a fixed point, then one split with all three kinds.
+    result = dataclasses.replace(read, splits=tuple(dataclasses.replace(s, settled={"fixed": s.samples, "2-cycle": 0, "none": 0})
+                                                    for s in read.splits))
+    prim = next(i for i, s in enumerate(result.splits) if s.options["generator"] == "prim" and s.size == 59)
+    splits = list(result.splits)
+    splits[prim] = dataclasses.replace(splits[prim], settled={"fixed": 46, "2-cycle": 1, "none": 3})
+    other = dataclasses.replace(result, run="results/maze/x/shared/other-seed1", splits=tuple(splits))
+    lines = ladder_plots.ladder_settled_markdown([result, other], [15, 59]).splitlines()
+    assert lines[0] == "| run | generator | 15x15 | 59x59 |"
+    assert len(lines) == 2 + 2 * len(result.table())
+    table = result.table()
+    first = f"| {Path(result.run).name} | dfs | {100 * table['dfs'][15]:.0f}% | {100 * table['dfs'][59]:.0f}% |"
+    assert lines[2] == first
+    second = [line for line in lines if "| prim |" in line][1]
+    assert second.endswith(f"| {100 * table['prim'][59]:.0f}% (3 unsettled, 1 in 2-cycles) |")
+    assert lines[2 + len(table)].startswith("| other-seed1 | dfs |")
+    with pytest.raises(ValueError, match="halting"):
+        ladder_plots.ladder_settled_markdown([dataclasses.replace(result, halt_after=0)])
+    out = tmp_path / "settled.md"
+    ladder_plots.main(["--settled", str(path), "--sizes", "15", "59", "--out", str(out)])
+    assert out.read_text() == ladder_plots.ladder_settled_markdown([read], [15, 59])
+    assert out.read_text().splitlines()[-1].endswith("% (29 unsettled, 1 in 2-cycles) |")
+    with pytest.raises(SystemExit) as stop:
+        ladder_plots.main(["--settled", "--recipe", "a", str(path)])
+    assert stop.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1

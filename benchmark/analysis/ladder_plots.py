@@ -57,7 +57,7 @@ def plot_ladder_curves(result: LadderResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-__all__ = ["ladder_recipes_markdown", "ladder_seeds_markdown", "ladder_seeds_stats", "plot_ladder_curves", "plot_ladder_heatmap"]
+__all__ = ["ladder_recipes_markdown", "ladder_seeds_markdown", "ladder_settled_markdown", "ladder_seeds_stats", "plot_ladder_curves", "plot_ladder_heatmap"]
 
 
 def ladder_seeds_stats(results: list[LadderResult]) -> pd.DataFrame:
@@ -111,9 +111,35 @@ def ladder_recipes_markdown(recipes: dict[str, list[LadderResult]], sizes: list[
     return "\n".join(lines) + "\n"
 
 
+def ladder_settled_markdown(results: list[LadderResult], sizes: list[int] | None = None) -> str:
+    """One Markdown table of how each run's answers ended: a row per (run, ladder row), a column per
+    size (``sizes``, default every size), each cell the accuracy at the chosen iteration and, where
+    any, how many of the split's samples never settled (their answer never stayed unchanged, or
+    between two answers, for ``halt_after`` iterations: still changing at the last iteration) and
+    how many settled into a 2-cycle. A wrong answer that settled is a wrong fixed point; a wrong
+    answer that never settled is dynamics that did not converge. Needs ladders scored with halting."""
+    if any(r.halt_after == 0 for r in results):
+        raise ValueError("settling is recorded only by ladders scored with halting (--halt K): "
+                         + ", ".join(r.run for r in results if r.halt_after == 0) + " had none.")
+    sizes = sizes or sorted({s.size for r in results for s in r.splits})
+    varying = ", ".join(results[0].varying) or "split"
+    lines = [f"| run | {varying} | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for result in results:
+        cells: dict[str, dict[int, str]] = {}
+        for score, acc in zip(result.splits, result.chosen().values()):
+            counts = score.settled or {}
+            notes = [f"{counts[k]} {label}" for k, label in (("none", "unsettled"), ("2-cycle", "in 2-cycles")) if counts.get(k)]
+            cells.setdefault(score.row(result.varying), {})[score.size] = f"{100 * acc:.0f}%" + (f" ({', '.join(notes)})" if notes else "")
+        for i, (row, by_size) in enumerate(cells.items()):
+            label = Path(result.run).name if i == 0 else ""
+            lines.append(f"| {label} | {row} | " + " | ".join(by_size.get(size, "") for size in sizes) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m benchmark.analysis.ladder_plots FILE.json ... [--out FILE.md]``: the seeds table;
-    ``--recipe NAME FILE.json ... [--recipe ...] [--sizes 15 33 59]``: recipes side by side."""
+    ``--recipe NAME FILE.json ... [--recipe ...] [--sizes 15 33 59]``: recipes side by side;
+    ``--settled FILE.json ... [--sizes 33 59]``: each run's accuracy and how its answers settled."""
     from benchmark.config.errors import CommandParser, exit_on_user_error
     from tasks.fileio import write_text
 
@@ -121,11 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--recipe", nargs="+", action="append", metavar=("NAME", "FILE"),
                         help="a recipe's name and its runs' ladder results; repeat it to compare recipes")
-    parser.add_argument("--sizes", nargs="+", type=int, help="the sizes (columns) of a --recipe table (default: all)")
+    parser.add_argument("--settled", action="store_true",
+                        help="a row per run: accuracy and the samples that never settled or settled into a 2-cycle")
+    parser.add_argument("--sizes", nargs="+", type=int, help="the sizes (columns) of a --recipe or --settled table (default: all)")
     parser.add_argument("--out", type=Path, help="write the Markdown table there (default: print it)")
     args = parser.parse_args(argv)
     if bool(args.files) == bool(args.recipe) or any(len(r) < 2 for r in args.recipe or ()):
         parser.error("give ladder result files, or --recipe NAME FILE ... (a name and at least one file each), not both")
+    if args.settled and args.recipe:
+        parser.error("--settled takes ladder result files, not --recipe")
     if args.recipe and len({name for name, *_ in args.recipe}) < len(args.recipe):
         parser.error("each --recipe needs a name of its own")
 
@@ -134,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.recipe:
                 table = ladder_recipes_markdown({name: [LadderResult.read(Path(f)) for f in files]
                                                  for name, *files in args.recipe}, args.sizes)
+            elif args.settled:
+                table = ladder_settled_markdown([LadderResult.read(path) for path in args.files], args.sizes)
             else:
                 table = ladder_seeds_markdown([LadderResult.read(path) for path in args.files])
         except ValueError as err:
