@@ -12,7 +12,8 @@ from hydra.core.object_type import ObjectType
 
 from omegaconf import OmegaConf
 
-from benchmark.config.schema import BaselineModelConfig, DepthBaselineModelConfig, DepthModelConfig, ModelConfig  # (importing it registers the schemas)
+from benchmark.config.schema import (  # (importing it registers the schemas)
+    BaselineModelConfig, ContractiveModelConfig, DepthBaselineModelConfig, DepthModelConfig, ModelConfig)
 
 # Seconds, not minutes: a few dozen samples, one epoch, a handful of iterations.
 TINY = [
@@ -47,7 +48,8 @@ PUZZLE_TASKS = [t for t in TASKS if compose_config(f"task={t}").pipeline._target
 # The models of the puzzle tasks (their schemas are benchmark.config.schema's); the image models
 # (Wide ResNets) run on the image tasks instead.
 PUZZLE_MODELS = [m for m in config_options("model")
-                 if OmegaConf.get_type(compose_config(f"model={m}").model) in (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig)]
+                 if OmegaConf.get_type(compose_config(f"model={m}").model) in (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig,
+                                                                     ContractiveModelConfig)]
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def test_every_registered_built_in_declares_a_kind():
     for name in registry.MODELS:
         cls = registry.resolve("model", name)
         assert registry.name_of("model", cls) == name
-    assert set(registry.MODELS) == {"recurrent_conv", "feedforward", "wide_resnet", "wrn"}
+    assert set(registry.MODELS) == {"recurrent_conv", "contractive_conv", "feedforward", "wide_resnet", "wrn"}
     assert set(KINDS) == {"shared", "recurrent", "unshared"}
 
 

@@ -165,6 +165,18 @@ class ModelConfig(BaselineModelConfig):
 
 
 @dataclass
+class ContractiveModelConfig(BaselineModelConfig):
+    """``benchmark.models.contractive.ContractiveConvNet``: hard recurrence whose iteration is a
+    contraction of the features (Bear et al. 2024; docs/models.md, "Contractive recurrence").
+    One block position with recall, as the model is built (other values are refused)."""
+
+    _target_: str = "benchmark.models.contractive.ContractiveConvNet"
+    depth: int = 1
+    lipschitz: float = 0.9  # one iteration's Lipschitz constant in the features is at most this (0 < c < 1)
+    compile: bool = False  # torch.compile each iteration (falls back to eager with a warning)
+
+
+@dataclass
 class DeepInitConfig:
     """How a deep stack of block positions starts (the depth-wise models' schemas add these).
 
@@ -197,6 +209,7 @@ def register_configs() -> None:
     cs.store(group="model", name="baseline_schema", node=BaselineModelConfig)
     cs.store(group="model", name="depth_schema", node=DepthModelConfig)
     cs.store(group="model", name="depth_baseline_schema", node=DepthBaselineModelConfig)
+    cs.store(group="model", name="contractive_schema", node=ContractiveModelConfig)
 
 
 register_configs()
@@ -319,7 +332,8 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     """
     check_run_settings(cfg)
     for key, schemas in (("size", (SizeConfig,)), ("train", (TrainConfig,)), ("eval", (EvalConfig,)),
-                         ("model", (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig))):
+                         ("model", (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig,
+                                    ContractiveModelConfig))):
         require(OmegaConf.get_type(cfg[key]) in schemas,
                  f"the {key} option chosen is not one for puzzle tasks ({key} must follow {schemas[0].__name__}); "
                  f"choose a {key} option made for task={cfg.task.get('_target_', '?').rsplit('.', 1)[-1]}.")
@@ -363,6 +377,10 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     require(evaluation.halt_after >= 0, f"eval.halt_after must be an integer >= 0 (0: no halting), got {evaluation.halt_after}.")
     require(model_cfg.width >= 2, f"model.width must be an integer >= 2, got {model_cfg.width}.")
     templates = model_cfg.get("templates")
+    if OmegaConf.get_type(model_cfg) is ContractiveModelConfig:
+        require(0 < model_cfg.lipschitz < 1, f"model.lipschitz must be a number between 0 and 1 (exclusive), got {model_cfg.lipschitz}.")
+        require(model_cfg.depth == 1 and model_cfg.recall, "a contractive model has one block position with recall: "
+                f"model.depth must be 1 and model.recall true, got {model_cfg.depth} and {model_cfg.recall}.")
     require(templates is None or templates >= 1, f"model.templates must be an integer >= 1 or null (unshared), got {templates}.")
     recall_init, block_scale = model_cfg.get("recall_init", RECALL_INITS[0]), model_cfg.get("block_scale")
     require(recall_init in RECALL_INITS, f"model.recall_init must be one of {', '.join(RECALL_INITS)}, got {recall_init!r}.")
@@ -477,7 +495,7 @@ def size_name(size: SizeConfig) -> str:
     return f"train{size.train}_test{'-'.join(str(s) for s in size.test)}"
 
 
-__all__ = ["BaselineModelConfig", "ConfigError", "DeepInitConfig", "DepthBaselineModelConfig", "DepthModelConfig", "EvalConfig", "ModelConfig", "SizeConfig", "TrainConfig", "check_component",
+__all__ = ["BaselineModelConfig", "ConfigError", "ContractiveModelConfig", "DeepInitConfig", "DepthBaselineModelConfig", "DepthModelConfig", "EvalConfig", "ModelConfig", "SizeConfig", "TrainConfig", "check_component",
            "check_config", "check_run_settings", "data_seeds", "DataSeeds", "n_validation", "run_datasets", "size_name", "VALIDATION_SEED_BASE"]
 
 # The classification pipeline's schemas live beside its code (benchmark.config.classification); importing
