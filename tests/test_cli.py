@@ -71,7 +71,7 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, override, messag
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("override,message", [("model=nope", "available options in 'model': depth_k1, "),
+@pytest.mark.parametrize("override,message", [("model=nope", "available options in 'model': contractive, depth_k1, "),
                                               ("size=train9_testX", "available options in 'size': full, "),
                                               ("train.epochs=many", "train.epochs=many"), ("train.lrr=1", "train.lrr"),
                                               ("train.lr=abc", "could not be converted to Float")])
