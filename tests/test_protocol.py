@@ -287,11 +287,11 @@ def test_an_option_a_run_predates_reads_as_its_default(tmp_path):
 
 
 def test_leaderboard_reads_the_committed_old_protocol_runs(tmp_path):
-    # The 9x9 maze checkpoints predate validation data; train=robust's (13x13) has it.
+    # The 9x9 maze checkpoints predate validation data; train=robust's (15x15) has it.
     rows = lb.leaderboard([REFERENCE / "checkpoints" / "maze"], tmp_path)
     old = [r for r in rows if r["train_size"] == 9]
     assert old and all(r["protocol"] == 0 and r["chosen_mean"] is None for r in old)
-    robust = [r for r in rows if r["train_size"] == 13]
+    robust = [r for r in rows if r["train_size"] == 15]
     assert robust and all(r["protocol"] == 1 and r["chosen_mean"] is not None for r in robust)
     assert "pre-protocol" in (tmp_path / "leaderboard.md").read_text()
 

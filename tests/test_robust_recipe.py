@@ -18,14 +18,14 @@ from tasks.maze import MazeTask
 from tests.conftest import compose_config
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "reference" / "checkpoints" / "maze"
-ROBUST = CHECKPOINTS / "train13_test15" / "shared" / "20261207-030301-seed0"
+ROBUST = CHECKPOINTS / "train15_test15" / "shared" / "20261207-054649-seed0"
 MAIN = CHECKPOINTS / "train9_test15" / "shared" / "20261127-073436-seed0"
 
 
 def test_train_robust_composes_the_recipe_and_the_command_line_still_wins():
     cfg = compose_config("task=maze", "train=robust")
     check_config(cfg)
-    assert list(cfg.task.generator) == ["dfs", "prim"] and cfg.size.train == 13
+    assert list(cfg.task.generator) == ["dfs", "prim"] and cfg.size.train == 15
     assert cfg.train.iters == 30 and cfg.train.progressive_min_iters == 15
     default = compose_config("task=maze")
     # Everything else is the default recipe's: the same steps, detached iterations, model.
