@@ -12,8 +12,7 @@ from hydra.core.object_type import ObjectType
 
 from omegaconf import OmegaConf
 
-from benchmark.config.schema import (  # (importing it registers the schemas)
-    BaselineModelConfig, ContractiveModelConfig, DepthBaselineModelConfig, DepthModelConfig, ModelConfig)
+from benchmark.config.schema import PUZZLE_MODEL_SCHEMAS  # (importing it registers the schemas)
 
 # Seconds, not minutes: a few dozen samples, one epoch, a handful of iterations.
 TINY = [
@@ -48,8 +47,7 @@ PUZZLE_TASKS = [t for t in TASKS if compose_config(f"task={t}").pipeline._target
 # The models of the puzzle tasks (their schemas are benchmark.config.schema's); the image models
 # (Wide ResNets) run on the image tasks instead.
 PUZZLE_MODELS = [m for m in config_options("model")
-                 if OmegaConf.get_type(compose_config(f"model={m}").model) in (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig,
-                                                                     ContractiveModelConfig)]
+                 if OmegaConf.get_type(compose_config(f"model={m}").model) in PUZZLE_MODEL_SCHEMAS]
 
 
 @pytest.fixture

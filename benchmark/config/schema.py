@@ -214,6 +214,10 @@ def register_configs() -> None:
 
 register_configs()
 
+# The schemas of the puzzle tasks' model options (the image models have their own): one list, which
+# check_config and the tests' choice of models to run read.
+PUZZLE_MODEL_SCHEMAS = (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig, ContractiveModelConfig)
+
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeding both accept 0 .. 2**32 - 1
 # The keys of the root config (configs/config.yaml); anything else came from a typo or a removed
 # option (`+variant=...`) and would be silently ignored.
@@ -332,8 +336,7 @@ def check_config(cfg: DictConfig, task: Task | None = None, model: Any = None) -
     """
     check_run_settings(cfg)
     for key, schemas in (("size", (SizeConfig,)), ("train", (TrainConfig,)), ("eval", (EvalConfig,)),
-                         ("model", (ModelConfig, BaselineModelConfig, DepthModelConfig, DepthBaselineModelConfig,
-                                    ContractiveModelConfig))):
+                         ("model", PUZZLE_MODEL_SCHEMAS)):
         require(OmegaConf.get_type(cfg[key]) in schemas,
                  f"the {key} option chosen is not one for puzzle tasks ({key} must follow {schemas[0].__name__}); "
                  f"choose a {key} option made for task={cfg.task.get('_target_', '?').rsplit('.', 1)[-1]}.")
@@ -495,7 +498,7 @@ def size_name(size: SizeConfig) -> str:
     return f"train{size.train}_test{'-'.join(str(s) for s in size.test)}"
 
 
-__all__ = ["BaselineModelConfig", "ConfigError", "ContractiveModelConfig", "DeepInitConfig", "DepthBaselineModelConfig", "DepthModelConfig", "EvalConfig", "ModelConfig", "SizeConfig", "TrainConfig", "check_component",
+__all__ = ["BaselineModelConfig", "ConfigError", "ContractiveModelConfig", "DeepInitConfig", "DepthBaselineModelConfig", "DepthModelConfig", "EvalConfig", "ModelConfig", "PUZZLE_MODEL_SCHEMAS", "SizeConfig", "TrainConfig", "check_component",
            "check_config", "check_run_settings", "data_seeds", "DataSeeds", "n_validation", "run_datasets", "size_name", "VALIDATION_SEED_BASE"]
 
 # The classification pipeline's schemas live beside its code (benchmark.config.classification); importing
